@@ -1,0 +1,14 @@
+"""mmorepa: OREPA (Online Convolutional Re-parameterization) for OpenMMLab.
+
+``import mmorepa`` (or ``custom_imports=dict(imports=['mmorepa'])`` in a
+config) registers the layers, backbones and hooks in mmengine's root
+registries, which mmpretrain, mmdet and mmseg all fall back to, and makes
+torch's weights-only loader accept OpenMMLab checkpoints.
+"""
+from .engine import allow_openmmlab_checkpoints
+from .layers import reparameterize
+from .version import __version__
+
+allow_openmmlab_checkpoints()
+
+__all__ = ['reparameterize', 'allow_openmmlab_checkpoints', '__version__']

@@ -1,0 +1,66 @@
+"""Two convolutions in sequence, with no non-linearity between, as one kernel."""
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _check_groups(name: str, channels: int, groups: int) -> None:
+    if channels % groups:
+        raise ValueError(f'{name} ({channels}) must be divisible by groups ({groups})')
+
+
+def compose_1x1_kxk(first: Tensor, second: Tensor, groups: int = 1) -> Tensor:
+    """Kernel of a 1x1 conv followed by a k x k conv with the same groups.
+
+    ``W[o, i] = sum_t second[o, t] * first[t, i]`` within each group: a real
+    matrix product, ``(O/g * k*k, T/g) @ (T/g, I/g)`` per group.
+
+    Args:
+        first (Tensor): 1x1 kernel ``(T, I/g, 1, 1)``.
+        second (Tensor): Kernel ``(O, T/g, kh, kw)``.
+        groups (int): Groups of both convs. Default: 1.
+
+    Returns:
+        Tensor: Kernel ``(O, I/g, kh, kw)``.
+    """
+    mid, in_per_group = first.shape[:2]
+    out, mid_per_group, kh, kw = second.shape
+    _check_groups('middle channels', mid, groups)
+    _check_groups('out channels', out, groups)
+    if first.shape[2:] != (1, 1) or mid_per_group * groups != mid:
+        raise ValueError(f'cannot compose a {tuple(first.shape)} 1x1 kernel with a '
+                         f'{tuple(second.shape)} kernel at groups={groups}')
+    first = first.reshape(groups, mid_per_group, in_per_group)
+    second = second.reshape(groups, out // groups, mid_per_group, kh * kw)
+    kernel = torch.einsum('gots,gti->gois', second, first)
+    return kernel.reshape(out, in_per_group, kh, kw)
+
+
+def compose_kxk_kxk(first: Tensor, second: Tensor, groups: int = 1) -> Tensor:
+    """Kernel of two stacked convs (stride 1), of size ``k1 + k2 - 1``.
+
+    ``K(s) = sum_v second(v) first(s - v)``, summed over the middle channels:
+    the true convolution of the kernels. On the region that needs no padding
+    this equals running ``first`` then ``second`` on the feature map.
+    Computed as a transposed convolution, whose definition is exactly that sum.
+
+    Args:
+        first (Tensor): Kernel ``(M, I/g, k1, k1)``.
+        second (Tensor): Kernel ``(O, M/g, k2, k2)``.
+        groups (int): Groups of both convs. Default: 1.
+
+    Returns:
+        Tensor: Kernel ``(O, I/g, k1 + k2 - 1, k1 + k2 - 1)``.
+    """
+    mid = first.shape[0]
+    out, mid_per_group = second.shape[:2]
+    _check_groups('middle channels', mid, groups)
+    _check_groups('out channels', out, groups)
+    if mid_per_group * groups != mid:
+        raise ValueError(f'cannot compose a {tuple(first.shape)} kernel with a '
+                         f'{tuple(second.shape)} kernel at groups={groups}')
+    # The input channels of `first` become the batch of the transposed conv.
+    batch = first.transpose(0, 1)
+    weight = second.reshape(groups, out // groups, mid_per_group, *second.shape[2:])
+    weight = weight.transpose(1, 2).reshape(mid, out // groups, *second.shape[2:])
+    return F.conv_transpose2d(batch, weight, groups=groups).transpose(0, 1)

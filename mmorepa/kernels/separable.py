@@ -1,0 +1,34 @@
+"""A linear depthwise-separable pair (depthwise, then pointwise) as one kernel."""
+import torch
+from torch import Tensor
+
+
+def separable_to_dense(depthwise: Tensor, pointwise: Tensor, expansion: int,
+                       groups: int = 1) -> Tensor:
+    """Dense kernel of a depthwise conv with channel expansion and a pointwise conv.
+
+    The depthwise conv has ``E`` filters per input channel (row ``i * E + e`` is
+    expansion ``e`` of input channel ``i``); the pointwise conv mixes the
+    ``E * I`` maps with ``groups`` groups. Then
+    ``W[o, i] = sum_e pointwise[o, i*E + e] * depthwise[i*E + e]`` per group.
+
+    Args:
+        depthwise (Tensor): Kernel ``(E * I, 1, k, k)``.
+        pointwise (Tensor): Kernel ``(O, E * I / g, 1, 1)``.
+        expansion (int): ``E``, depthwise filters per input channel.
+        groups (int): Groups of the pointwise conv (and of the result).
+
+    Returns:
+        Tensor: Kernel ``(O, I/g, k, k)``.
+    """
+    rows, _, kh, kw = depthwise.shape
+    out, cols = pointwise.shape[:2]
+    if rows != cols * groups or cols % expansion or out % groups:
+        raise ValueError(f'depthwise {tuple(depthwise.shape)} and pointwise '
+                         f'{tuple(pointwise.shape)} do not fit expansion={expansion}, '
+                         f'groups={groups}')
+    in_per_group = cols // expansion
+    depthwise = depthwise.reshape(groups, in_per_group, expansion, kh * kw)
+    pointwise = pointwise.reshape(groups, out // groups, in_per_group, expansion)
+    kernel = torch.einsum('goie,gies->gois', pointwise, depthwise)
+    return kernel.reshape(out, in_per_group, kh, kw)

@@ -1,0 +1,168 @@
+"""DBBConv2d: the Diverse Branch Block, the offline re-param baseline (spec 3.5)."""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmengine.registry import MODELS
+from torch import Tensor, nn
+
+from ..kernels import avg_pool_kernel, compose_1x1_kxk, fuse_conv_bn, pad_to_kernel_size
+from .base import ReparamConv2d
+from .orepa_branches import WIDE_MIDDLE_ABOVE_GROUPS
+
+
+class BNAndPad(nn.Module):
+    """A norm whose output border is padded with the norm's own value for zero.
+
+    A 1x1 conv, this norm and then a padding-free ``k x k`` conv equal, at every
+    position, one ``k x k`` conv with zero padding and a bias: the border holds
+    exactly what the fused bias would put there.
+
+    Args:
+        channels (int): Channels of the norm.
+        padding (int): Border width.
+        norm_cfg (dict): Config of the norm (a BatchNorm type).
+    """
+
+    def __init__(self, channels: int, padding: int, norm_cfg: dict) -> None:
+        super().__init__()
+        self.bn = build_norm_layer(norm_cfg, channels)[1]
+        self.padding = padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.bn(x)
+        if self.padding == 0:
+            return out
+        bn = self.bn
+        # Running statistics: what the squeezed conv will use in eval mode.
+        value = bn.bias.detach() - bn.running_mean * bn.weight.detach() / torch.sqrt(
+            bn.running_var + bn.eps)
+        out = F.pad(out, [self.padding] * 4)
+        border = torch.ones_like(out, dtype=torch.bool)
+        border[..., self.padding:-self.padding, self.padding:-self.padding] = False
+        return torch.where(border, value.reshape(1, -1, 1, 1).to(out), out)
+
+
+@MODELS.register_module('DBB')
+class DBBConv2d(ReparamConv2d):
+    """Diverse Branch Block: four conv branches, each with its own norm, summed.
+
+    ``k x k`` conv-BN; 1x1 conv-BN; 1x1 conv-BN-avgpool-BN; 1x1 conv-BN-``k x k``
+    conv-BN. Every branch runs on the feature map during training (this is the
+    cost OREPA removes); :meth:`squeeze` gives one conv with bias, exact at the
+    borders too. Registered as ``'DBB'``.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        kernel_size (int): Odd, at least 3.
+        stride (int): Default: 1.
+        padding (int): Must be ``kernel_size // 2``. Default: that.
+        dilation (int): Must be 1.
+        groups (int): Default: 1. A depthwise DBB (``groups == in_channels ==
+            out_channels > 1``) drops the 1x1 branch and its avg branch pools
+            the input directly, as in the published DBB.
+        bias (bool): Extra bias after the sum. Default: False.
+        padding_mode (str): Only ``'zeros'``.
+        norm_cfg (dict): Norm of every branch. Default: ``dict(type='BN')``.
+    """
+
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 kernel_size: int,
+                 stride=1,
+                 padding: Optional[int] = None,
+                 dilation=1,
+                 groups: int = 1,
+                 bias: bool = False,
+                 padding_mode: str = 'zeros',
+                 norm_cfg: dict = dict(type='BN')) -> None:
+        size = kernel_size if isinstance(kernel_size, int) else kernel_size[0]
+        padding = size // 2 if padding is None else padding
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                         groups, bias, padding_mode)
+        if size < 3 or size % 2 == 0:
+            raise ValueError(f'kernel_size must be odd and >= 3 for DBB, got {kernel_size!r}')
+        if self.padding != (size // 2, size // 2):
+            raise ValueError(f'padding must be kernel_size // 2 = {size // 2} for DBB, '
+                             f'got {padding!r}')
+        if self.dilation != (1, 1):
+            raise ValueError(f'dilation must be 1 for DBB, got {dilation!r}')
+        self.depthwise = 1 < groups == in_channels == out_channels
+        in_per_group = in_channels // groups
+        pad = size // 2
+
+        def norm(channels):
+            return build_norm_layer(norm_cfg, channels)[1]
+
+        self.kxk = nn.Conv2d(in_channels, out_channels, size, stride, pad, groups=groups,
+                             bias=False)
+        self.kxk_bn = norm(out_channels)
+        if not self.depthwise:
+            self.conv1x1 = nn.Conv2d(in_channels, out_channels, 1, stride, groups=groups,
+                                     bias=False)
+            self.conv1x1_bn = norm(out_channels)
+            self.avg_conv = nn.Conv2d(in_channels, out_channels, 1, groups=groups, bias=False)
+            self.avg_pad_bn = BNAndPad(out_channels, pad, norm_cfg)
+        self.avg_pool = nn.AvgPool2d(size, stride, 0 if not self.depthwise else pad)
+        self.avg_bn = norm(out_channels)
+        middle = in_channels * (2 if self.depthwise or groups > WIDE_MIDDLE_ABOVE_GROUPS else 1)
+        self.chain_conv1 = nn.Conv2d(in_channels, middle, 1, groups=groups, bias=False)
+        self.chain_pad_bn = BNAndPad(middle, pad, norm_cfg)
+        self.chain_conv2 = nn.Conv2d(middle, out_channels, size, stride, 0, groups=groups,
+                                     bias=False)
+        self.chain_bn = norm(out_channels)
+        if middle == in_channels:
+            # Start the 1x1 of the chain at the identity (per group), as published.
+            with torch.no_grad():
+                self.chain_conv1.weight.zero_()
+                rows = torch.arange(middle)
+                self.chain_conv1.weight[rows, rows % in_per_group] = 1.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.kxk_bn(self.kxk(x))
+        if self.depthwise:
+            out = out + self.avg_bn(self.avg_pool(x))
+        else:
+            out = out + self.conv1x1_bn(self.conv1x1(x))
+            out = out + self.avg_bn(self.avg_pool(self.avg_pad_bn(self.avg_conv(x))))
+        out = out + self.chain_bn(self.chain_conv2(self.chain_pad_bn(self.chain_conv1(x))))
+        if self.bias is not None:
+            out = out + self.bias.reshape(1, -1, 1, 1)
+        return out
+
+    def _chain_kernel(self) -> Tuple[Tensor, Tensor]:
+        first, first_bias = fuse_conv_bn(self.chain_conv1.weight, None, self.chain_pad_bn.bn)
+        second, second_bias = fuse_conv_bn(self.chain_conv2.weight, None, self.chain_bn)
+        kernel = compose_1x1_kxk(first, second, self.groups)
+        # The padded border carries first_bias, so it reaches every output
+        # through the whole k x k window of the second conv.
+        groups = self.groups
+        window_sum = second.sum(dim=(2, 3)).reshape(groups, -1, second.shape[1])
+        bias = second_bias + torch.einsum('got,gt->go', window_sum,
+                                          first_bias.reshape(groups, -1)).reshape(-1)
+        return kernel, bias
+
+    def _avg_kernel(self) -> Tuple[Tensor, Tensor]:
+        size = self.kernel_size[0]
+        if self.depthwise:
+            ones = self.kxk.weight.new_ones(self.out_channels, 1, 1, 1)
+            return fuse_conv_bn(avg_pool_kernel(ones, size), None, self.avg_bn)
+        first, first_bias = fuse_conv_bn(self.avg_conv.weight, None, self.avg_pad_bn.bn)
+        return fuse_conv_bn(avg_pool_kernel(first, size), first_bias, self.avg_bn)
+
+    def squeezed_kernel(self):
+        size = self.kernel_size[0]
+        kernel, bias = fuse_conv_bn(self.kxk.weight, None, self.kxk_bn)
+        parts = [self._avg_kernel(), self._chain_kernel()]
+        if not self.depthwise:
+            conv1x1, conv1x1_bias = fuse_conv_bn(self.conv1x1.weight, None, self.conv1x1_bn)
+            parts.append((pad_to_kernel_size(conv1x1, size), conv1x1_bias))
+        for part_kernel, part_bias in parts:
+            kernel = kernel + part_kernel
+            bias = bias + part_bias
+        if self.bias is not None:
+            bias = bias + self.bias
+        return kernel, bias

@@ -1,0 +1,163 @@
+"""The branch kernels of an OREPA block (method spec, sec. 3.1 and 3.2).
+
+Each branch is a module whose ``kernel()`` returns its contribution as one
+``(O, I/g, k, k)`` kernel, computed from its parameters without touching a
+feature map. Learned kernels start Kaiming-uniform with slope ``kaiming_a``.
+"""
+import torch
+from torch import Tensor, nn
+
+from ..kernels import (avg_pool_kernel, compose_1x1_kxk, frequency_prior,
+                       pad_to_kernel_size, separable_to_dense)
+
+# Depthwise filters per input channel in the separable branch (published value).
+SEPARABLE_EXPANSION = 8
+# The 1x1-kxk branch doubles its middle width for heavily grouped convs.
+WIDE_MIDDLE_ABOVE_GROUPS = 4
+
+
+class _Branch(nn.Module):
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int,
+                 kaiming_a: float) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.groups = groups
+        self.kaiming_a = kaiming_a
+
+    def _new_weight(self, *shape: int) -> nn.Parameter:
+        return nn.Parameter(torch.empty(shape))
+
+    def _kaiming(self, *weights: Tensor) -> None:
+        for weight in weights:
+            nn.init.kaiming_uniform_(weight, a=self.kaiming_a)
+
+    def kernel(self) -> Tensor:
+        raise NotImplementedError
+
+
+class OriginBranch(_Branch):
+    """A plain ``k x k`` kernel."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.weight = self._new_weight(self.out_channels, self.in_channels // self.groups,
+                                       self.kernel_size, self.kernel_size)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self._kaiming(self.weight)
+
+    def kernel(self) -> Tensor:
+        return self.weight
+
+
+class Conv1x1Branch(_Branch):
+    """A 1x1 kernel at the centre of the ``k x k`` window."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.weight = self._new_weight(self.out_channels, self.in_channels // self.groups, 1, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self._kaiming(self.weight)
+
+    def kernel(self) -> Tensor:
+        return pad_to_kernel_size(self.weight, self.kernel_size)
+
+
+class AvgBranch(Conv1x1Branch):
+    """A 1x1 conv followed by ``k x k`` average pooling."""
+
+    def kernel(self) -> Tensor:
+        return avg_pool_kernel(self.weight, self.kernel_size)
+
+
+class PriorBranch(Conv1x1Branch):
+    """A 1x1 conv whose output channel ``o`` is filtered by the fixed prior ``F[o]``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Derived from the shape alone, so it is not saved in checkpoints.
+        self.register_buffer('basis', frequency_prior(self.out_channels, self.kernel_size),
+                             persistent=False)
+
+    def kernel(self) -> Tensor:
+        return self.weight * self.basis[:, None]
+
+
+class Conv1x1KxKBranch(_Branch):
+    """A 1x1 conv (an identity plus a learned delta) followed by a ``k x k`` conv.
+
+    The 1x1 part is stored as a zero-initialized ``delta`` on a fixed
+    identity-like buffer, so the branch starts as the ``k x k`` conv alone and
+    weight decay pulls it towards that, as in the published model.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        in_per_group = self.in_channels // self.groups
+        widen = 2 if self.groups > WIDE_MIDDLE_ABOVE_GROUPS else 1
+        middle = widen * self.in_channels
+        identity = torch.zeros(middle, in_per_group, 1, 1)
+        rows = torch.arange(middle)
+        identity[rows, rows % in_per_group] = 1.0
+        self.register_buffer('identity', identity, persistent=False)
+        self.delta = self._new_weight(middle, in_per_group, 1, 1)
+        self.conv2 = self._new_weight(self.out_channels, middle // self.groups,
+                                      self.kernel_size, self.kernel_size)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.delta)
+        self._kaiming(self.conv2)
+
+    def kernel(self) -> Tensor:
+        return compose_1x1_kxk(self.identity + self.delta, self.conv2, self.groups)
+
+
+class SeparableBranch(_Branch):
+    """A linear depthwise-separable pair: depthwise ``k x k`` with 8 filters per
+    input channel, then a (grouped) pointwise conv."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        expanded = SEPARABLE_EXPANSION * self.in_channels
+        self.depthwise = self._new_weight(expanded, 1, self.kernel_size, self.kernel_size)
+        self.pointwise = self._new_weight(self.out_channels, expanded // self.groups, 1, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self._kaiming(self.depthwise, self.pointwise)
+
+    def kernel(self) -> Tensor:
+        return separable_to_dense(self.depthwise, self.pointwise, SEPARABLE_EXPANSION,
+                                  self.groups)
+
+
+class LinearChainBranch(_Branch):
+    """Two stacked 1x1 convs (Rep-1x1's second branch).
+
+    The middle width is ``min(I, O)``; the square one of the two kernels starts
+    at the identity and the other is learned from a Kaiming start.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        middle = min(self.in_channels, self.out_channels)
+        self.conv1 = self._new_weight(middle, self.in_channels, 1, 1)
+        self.conv2 = self._new_weight(self.out_channels, middle, 1, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        expanding = self.out_channels > self.in_channels
+        identity, learned = (self.conv1, self.conv2) if expanding else (self.conv2, self.conv1)
+        with torch.no_grad():
+            identity.copy_(torch.eye(identity.shape[0])[:, :, None, None])
+        self._kaiming(learned)
+
+    def kernel(self) -> Tensor:
+        return compose_1x1_kxk(self.conv1, self.conv2)

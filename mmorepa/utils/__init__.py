@@ -1,0 +1,3 @@
+from .validation import check_choice, check_positive_int
+
+__all__ = ['check_choice', 'check_positive_int']

@@ -1,0 +1,72 @@
+"""DBB and RepVGG / OREPA-VGG blocks squeeze exactly, borders included."""
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from mmcv.cnn import build_conv_layer
+from torch import nn
+
+from helpers import assert_close_to_scale, randomize_norms, randomize_scales
+from mmorepa import reparameterize
+from mmorepa.layers import DBBConv2d, OREPAVGGBlock, RepVGGDeployBlock
+
+DTYPES = st.sampled_from([torch.float32, torch.float64])
+
+
+@given(groups=st.sampled_from([1, 2, 8]), per_group=st.integers(1, 3),
+       out_per_group=st.integers(1, 3), k=st.sampled_from([3, 5]),
+       stride=st.sampled_from([1, 2]), bias=st.booleans(), dtype=DTYPES)
+def test_dbb_squeezes_exactly(groups, per_group, out_per_group, k, stride, bias, dtype):
+    block = DBBConv2d(groups * per_group, groups * out_per_group, k, stride, groups=groups,
+                      bias=bias)
+    block = randomize_norms(block).to(dtype).eval()
+    x = torch.randn(2, block.in_channels, 11, 11, dtype=dtype)
+    with torch.no_grad():
+        squeezed = reparameterize(block)
+        assert type(squeezed) is nn.Conv2d and squeezed.bias is not None
+        assert_close_to_scale(squeezed(x), block(x))
+
+
+@given(channels=st.integers(1, 6), k=st.sampled_from([3, 5]), stride=st.sampled_from([1, 2]),
+       dtype=DTYPES)
+def test_depthwise_dbb_squeezes_exactly(channels, k, stride, dtype):
+    block = randomize_norms(DBBConv2d(channels, channels, k, stride, groups=channels))
+    block = block.to(dtype).eval()
+    x = torch.randn(2, channels, 9, 9, dtype=dtype)
+    with torch.no_grad():
+        assert_close_to_scale(reparameterize(block)(x), block(x))
+
+
+def test_dbb_registered_and_validated():
+    assert type(build_conv_layer(dict(type='DBB'), 4, 8, 3, 1, 1)) is DBBConv2d
+    with pytest.raises(ValueError, match='padding'):
+        DBBConv2d(4, 4, 3, padding=0)
+    with pytest.raises(ValueError, match='dilation'):
+        DBBConv2d(4, 4, 3, dilation=2)
+    with pytest.raises(ValueError, match='kernel_size'):
+        DBBConv2d(4, 4, 1)
+    with pytest.raises(ValueError, match='in_channels'):
+        DBBConv2d(4, 8, 3, groups=8)
+    assert DBBConv2d(4, 4, 3, groups=4).depthwise and not DBBConv2d(8, 4, 3, groups=4).depthwise
+
+
+@given(cin=st.integers(1, 6), cout=st.integers(1, 6), stride=st.sampled_from([1, 2]),
+       groups=st.sampled_from([1, 2]), orepa=st.booleans(), dtype=DTYPES)
+def test_vgg_block_squeezes_exactly(cin, cout, stride, groups, orepa, dtype):
+    extra = {} if orepa else dict(dense_conv_cfg=None)
+    block = OREPAVGGBlock(cin * groups, cout * groups, stride, groups, **extra)
+    block = randomize_norms(randomize_scales(block)).to(dtype).eval()
+    x = torch.randn(2, cin * groups, 9, 9, dtype=dtype)
+    with torch.no_grad():
+        squeezed = reparameterize(block)
+        assert type(squeezed) is RepVGGDeployBlock
+        assert_close_to_scale(squeezed(x), block(x))
+
+
+def test_vgg_block_branches():
+    block = OREPAVGGBlock(8, 8)
+    assert list(block.branch_3x3.conv.branches.keys()) == ['origin', 'avg', 'prior', '1x1_kxk',
+                                                           'dws']
+    assert block.branch_norm is not None
+    assert OREPAVGGBlock(8, 8, stride=2).branch_norm is None
+    assert type(OREPAVGGBlock(8, 8, dense_conv_cfg=None).branch_3x3.conv) is nn.Conv2d

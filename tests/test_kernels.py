@@ -1,0 +1,156 @@
+"""Each kernel transform against the same operations run on feature maps."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from helpers import assert_close_to_scale, randomize_norms
+from mmorepa.kernels import (avg_pool_kernel, compose_1x1_kxk, compose_kxk_kxk,
+                             fold_bias_into_bn_stats, frequency_prior, fuse_conv_bn,
+                             pad_to_kernel_size, separable_to_dense)
+
+DTYPES = st.sampled_from([torch.float32, torch.float64])
+GROUPS = st.sampled_from([1, 2, 4])
+
+
+def rand(*shape, dtype=torch.float64):
+    return torch.randn(*shape, dtype=dtype)
+
+
+@given(groups=GROUPS, per_group=st.integers(1, 3), out_mult=st.integers(1, 3),
+       k=st.sampled_from([1, 3, 5]), with_bias=st.booleans(), affine=st.booleans(),
+       dtype=DTYPES)
+def test_fuse_conv_bn_matches_conv_then_bn(groups, per_group, out_mult, k, with_bias, affine,
+                                           dtype):
+    cin, cout = groups * per_group, groups * out_mult
+    kernel, x = rand(cout, per_group, k, k, dtype=dtype), rand(2, cin, 7, 7, dtype=dtype)
+    bias = rand(cout, dtype=dtype) if with_bias else None
+    bn = randomize_norms(nn.BatchNorm2d(cout, affine=affine)).to(dtype).eval()
+    expected = bn(F.conv2d(x, kernel, bias, padding=k // 2, groups=groups))
+    fused_kernel, fused_bias = fuse_conv_bn(kernel, bias, bn)
+    assert_close_to_scale(F.conv2d(x, fused_kernel, fused_bias, padding=k // 2, groups=groups),
+                          expected)
+
+
+def test_fuse_conv_bn_needs_running_stats():
+    bn = nn.BatchNorm2d(3, track_running_stats=False)
+    with pytest.raises(ValueError, match='running statistics'):
+        fuse_conv_bn(rand(3, 3, 1, 1), None, bn)
+
+
+@given(channels=st.integers(1, 4), dtype=DTYPES)
+def test_fold_bias_into_bn_stats(channels, dtype):
+    bn = randomize_norms(nn.BatchNorm2d(channels)).to(dtype).eval()
+    y, bias = rand(2, channels, 3, 3, dtype=dtype), rand(channels, dtype=dtype)
+    expected = bn(y + bias.reshape(1, -1, 1, 1))
+    fold_bias_into_bn_stats(bias, bn)
+    assert_close_to_scale(bn(y), expected)
+
+
+@given(small=st.sampled_from([1, 3]), grow=st.sampled_from([0, 2, 4]),
+       stride=st.sampled_from([1, 2]), dilation=st.sampled_from([1, 2, 4]), groups=GROUPS)
+def test_pad_to_kernel_size_keeps_the_conv(small, grow, stride, dilation, groups):
+    size = small + grow
+    kernel, x = rand(2 * groups, 2, small, small), rand(1, 2 * groups, 11, 11)
+    expected = F.conv2d(x, kernel, stride=stride, padding=dilation * (small // 2),
+                        dilation=dilation, groups=groups)
+    padded = pad_to_kernel_size(kernel, size)
+    assert padded.shape[-2:] == (size, size)
+    actual = F.conv2d(x, padded, stride=stride, padding=dilation * (size // 2),
+                      dilation=dilation, groups=groups)
+    assert_close_to_scale(actual, expected)
+
+
+@pytest.mark.parametrize('small,size', [(2, 4), (3, 1), (3, 4)])
+def test_pad_to_kernel_size_rejects_bad_sizes(small, size):
+    with pytest.raises(ValueError, match='odd'):
+        pad_to_kernel_size(rand(1, 1, small, small), size)
+
+
+@given(k=st.sampled_from([1, 3, 5, 7]), stride=st.sampled_from([1, 2]), groups=GROUPS,
+       padding=st.integers(0, 3))
+def test_avg_pool_kernel_matches_conv_then_pool(k, stride, groups, padding):
+    padding = min(padding, k // 2)  # avg_pool2d allows at most half the window
+    conv1x1, x = rand(2 * groups, 3, 1, 1), rand(2, 3 * groups, 12, 12)
+    expected = F.avg_pool2d(F.conv2d(x, conv1x1, groups=groups), k, stride, padding,
+                            count_include_pad=True)
+    actual = F.conv2d(x, avg_pool_kernel(conv1x1, k), stride=stride, padding=padding,
+                      groups=groups)
+    assert_close_to_scale(actual, expected)
+
+
+@given(groups=st.sampled_from([1, 2, 4, 32]), per_group=st.integers(1, 3),
+       mid_mult=st.sampled_from([1, 2]), k=st.sampled_from([1, 3, 5]),
+       stride=st.sampled_from([1, 2]), dilation=st.sampled_from([1, 2]), dtype=DTYPES)
+def test_compose_1x1_kxk_matches_two_convs(groups, per_group, mid_mult, k, stride, dilation,
+                                           dtype):
+    cin = groups * per_group
+    mid, cout = cin * mid_mult, groups * 2
+    first = rand(mid, per_group, 1, 1, dtype=dtype)
+    second = rand(cout, mid // groups, k, k, dtype=dtype)
+    x = rand(2, cin, 9, 9, dtype=dtype)
+    pad = dilation * (k // 2)
+    # No bias: the 1x1 output is zero on the padded border either way, so the
+    # two forms agree everywhere, borders included.
+    expected = F.conv2d(F.conv2d(x, first, groups=groups), second, stride=stride, padding=pad,
+                        dilation=dilation, groups=groups)
+    actual = F.conv2d(x, compose_1x1_kxk(first, second, groups), stride=stride, padding=pad,
+                      dilation=dilation, groups=groups)
+    assert_close_to_scale(actual, expected)
+
+
+@given(groups=GROUPS, k1=st.sampled_from([1, 3, 5]), k2=st.sampled_from([1, 3]),
+       mid_per_group=st.integers(1, 3), dtype=DTYPES)
+def test_compose_kxk_kxk_matches_two_convs_on_valid_region(groups, k1, k2, mid_per_group,
+                                                           dtype):
+    cin, mid, cout = 2 * groups, mid_per_group * groups, 3 * groups
+    first = rand(mid, cin // groups, k1, k1, dtype=dtype)
+    second = rand(cout, mid_per_group, k2, k2, dtype=dtype)
+    x = rand(2, cin, 10, 10, dtype=dtype)
+    expected = F.conv2d(F.conv2d(x, first, groups=groups), second, groups=groups)
+    composed = compose_kxk_kxk(first, second, groups)
+    assert composed.shape == (cout, cin // groups, k1 + k2 - 1, k1 + k2 - 1)
+    assert_close_to_scale(F.conv2d(x, composed, groups=groups), expected)
+
+
+def test_compose_rejects_mismatched_kernels():
+    with pytest.raises(ValueError, match='groups'):
+        compose_1x1_kxk(rand(4, 2, 1, 1), rand(6, 3, 3, 3), groups=2)
+    with pytest.raises(ValueError, match='divisible'):
+        compose_kxk_kxk(rand(3, 2, 3, 3), rand(4, 1, 3, 3), groups=2)
+
+
+@given(groups=st.sampled_from([1, 2, 4, 32]), per_group=st.integers(1, 2),
+       expansion=st.sampled_from([1, 8]), k=st.sampled_from([1, 3, 5]),
+       stride=st.sampled_from([1, 2]), dilation=st.sampled_from([1, 2, 4]))
+def test_separable_to_dense_matches_depthwise_then_pointwise(groups, per_group, expansion, k,
+                                                             stride, dilation):
+    cin, cout = groups * per_group, groups * 2
+    depthwise = rand(expansion * cin, 1, k, k)
+    pointwise = rand(cout, expansion * cin // groups, 1, 1)
+    x = rand(2, cin, 13, 13)
+    pad = dilation * (k // 2)
+    expected = F.conv2d(F.conv2d(x, depthwise, stride=stride, padding=pad, dilation=dilation,
+                                 groups=cin), pointwise, groups=groups)
+    dense = separable_to_dense(depthwise, pointwise, expansion, groups)
+    actual = F.conv2d(x, dense, stride=stride, padding=pad, dilation=dilation, groups=groups)
+    assert_close_to_scale(actual, expected)
+
+
+@pytest.mark.parametrize('out_channels', [1, 2, 5, 8])
+@pytest.mark.parametrize('k', [1, 3, 5, 7])
+def test_frequency_prior_follows_its_formula(out_channels, k):
+    basis = frequency_prior(out_channels, k, dtype=torch.float64)
+    half = out_channels / 2
+    for o in range(out_channels):
+        for h in range(k):
+            for w in range(k):
+                if o < half:
+                    want = math.cos(math.pi * (h + 0.5) * (o + 1) / k)
+                else:
+                    want = math.cos(math.pi * (w + 0.5) * (o + 1 - half) / k)
+                assert basis[o, h, w].item() == pytest.approx(want, abs=1e-12)
