@@ -5,10 +5,11 @@ config) registers the layers, backbones and hooks in mmengine's root
 registries, which mmpretrain, mmdet and mmseg all fall back to, and makes
 torch's weights-only loader accept OpenMMLab checkpoints.
 """
+from .backbones import OREPARepVGG, OREPAResNet
 from .engine import allow_openmmlab_checkpoints
 from .layers import reparameterize
 from .version import __version__
 
 allow_openmmlab_checkpoints()
 
-__all__ = ['reparameterize', 'allow_openmmlab_checkpoints', '__version__']
+__all__ = ['OREPAResNet', 'OREPARepVGG', 'reparameterize', 'allow_openmmlab_checkpoints', '__version__']

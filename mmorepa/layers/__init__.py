@@ -1,21 +1,23 @@
 """Re-parameterizable conv layers, built on the kernel algebra.
 
-Importing this package registers the layers in mmengine's ``MODELS``:
-``'OREPA'`` (picks the published layer by kernel size), ``'OREPAConv2d'``,
-``'OREPA1x1Conv2d'``, ``'OREPALargeConv2d'``, ``'DBB'`` and ``'OREPAVGGBlock'``.
+Importing this package registers in mmengine's ``MODELS`` the layers
+``'OREPAConv2d'``, ``'OREPA1x1Conv2d'``, ``'OREPALargeConv2d'``, ``'DBBConv2d'``
+and the conv types ``'OREPA'``, ``'OREPAVGG'`` and ``'DBB'``, which pick the
+published layer by kernel size.
 """
 from .base import ReparamConv2d, conv_kernel_and_bias
 from .branch_sum import BranchSum
 from .dbb import DBBConv2d
-from .factory import build_orepa_conv
+from .factory import (OREPA_VGG_BRANCHES, build_dbb_conv, build_orepa_conv,
+                      build_orepa_vgg_conv)
 from .orepa_1x1 import OREPA1x1Conv2d
 from .orepa_conv import OREPA_BRANCHES, OREPAConv2d
 from .orepa_large import OREPALargeConv2d
-from .squeeze import reparameterize
-from .vgg_block import OREPA_VGG_BRANCHES, OREPAVGGBlock, RepVGGDeployBlock
+from .squeeze import drop_biases_before_norms, reparameterize
 
 __all__ = [
-    'ReparamConv2d', 'conv_kernel_and_bias', 'BranchSum', 'DBBConv2d', 'build_orepa_conv',
-    'OREPA1x1Conv2d', 'OREPA_BRANCHES', 'OREPAConv2d', 'OREPALargeConv2d', 'reparameterize',
-    'OREPA_VGG_BRANCHES', 'OREPAVGGBlock', 'RepVGGDeployBlock'
+    'ReparamConv2d', 'conv_kernel_and_bias', 'BranchSum', 'DBBConv2d', 'OREPA_VGG_BRANCHES',
+    'build_dbb_conv', 'build_orepa_conv', 'build_orepa_vgg_conv', 'OREPA1x1Conv2d',
+    'OREPA_BRANCHES', 'OREPAConv2d', 'OREPALargeConv2d', 'drop_biases_before_norms',
+    'reparameterize'
 ]

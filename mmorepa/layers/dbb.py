@@ -44,14 +44,15 @@ class BNAndPad(nn.Module):
         return torch.where(border, value.reshape(1, -1, 1, 1).to(out), out)
 
 
-@MODELS.register_module('DBB')
+@MODELS.register_module()
 class DBBConv2d(ReparamConv2d):
     """Diverse Branch Block: four conv branches, each with its own norm, summed.
 
     ``k x k`` conv-BN; 1x1 conv-BN; 1x1 conv-BN-avgpool-BN; 1x1 conv-BN-``k x k``
     conv-BN. Every branch runs on the feature map during training (this is the
     cost OREPA removes); :meth:`squeeze` gives one conv with bias, exact at the
-    borders too. Registered as ``'DBB'``.
+    borders too. Registered as ``'DBBConv2d'``; the ``'DBB'`` conv type
+    builds it for every ``k x k`` conv of a backbone.
 
     Args:
         in_channels (int): Input channels.

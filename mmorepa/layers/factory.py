@@ -1,12 +1,29 @@
-"""The ``'OREPA'`` conv type: the published OREPA layer for each kernel size."""
+"""Conv types that pick a re-param layer by kernel size, for ``conv_cfg``.
+
+A backbone builds all its convs through one ``conv_cfg``; these types turn a
+stock backbone into the published re-param layout without editing it.
+"""
 from typing import Optional, Sequence
 
 from mmengine.registry import MODELS
 from torch import nn
 
+from .dbb import DBBConv2d
 from .orepa_1x1 import OREPA1x1Conv2d
 from .orepa_conv import OREPA_BRANCHES, OREPAConv2d
 from .orepa_large import OREPALargeConv2d
+
+# OREPA-VGG drops OREPA's 1x1 branch (the RepVGG block has one) and starts its
+# kernels Kaiming-uniform with slope 1 (published).
+OREPA_VGG_BRANCHES = ('origin', 'avg', 'prior', '1x1_kxk', 'dws')
+OREPA_VGG_KAIMING_A = 1.0
+
+
+def _size_and_groups(kernel_size, args, kwargs):
+    size = kernel_size if isinstance(kernel_size, int) else kernel_size[0]
+    # nn.Conv2d's positional order: stride, padding, dilation, groups, bias.
+    groups = kwargs.get('groups', args[3] if len(args) > 3 else 1)
+    return size, groups
 
 
 @MODELS.register_module('OREPA')
@@ -17,32 +34,75 @@ def build_orepa_conv(in_channels: int,
                      branches: Sequence[str] = tuple(OREPA_BRANCHES),
                      scaling: Optional[str] = 'vector',
                      rep_1x1: bool = True,
-                     deep_stem: bool = True,
+                     linear_stem: bool = True,
                      **kwargs) -> nn.Module:
-    """Build the OREPA layer that the published OREPA-ResNet uses for this shape.
+    """The layer that the published OREPA-ResNet uses for this shape.
 
-    ``conv_cfg=dict(type='OREPA')`` turns a plain ResNet into that layout:
     1x1 convs become Rep-1x1 (when ``groups == 1``), 3x3 and other small odd
-    kernels become :class:`OREPAConv2d`, and 7x7 (any odd ``k >= 5``) becomes the
+    kernels :class:`OREPAConv2d`, and any odd ``k >= 5`` (the 7x7 stem) the
     linear deep stem. The switches select the paper's Table 2 ablation rows.
 
     Args:
         in_channels, out_channels, kernel_size, *args, **kwargs: As ``nn.Conv2d``.
         branches (Sequence[str]): Branches of the k x k blocks and stem generators.
         scaling (str | None): ``'vector'`` (default), ``'scalar'`` or ``None``.
-        rep_1x1 (bool): Use Rep-1x1 for 1x1 convs; else plain ``nn.Conv2d``.
-        deep_stem (bool): Use the linear deep stem for ``k >= 5``; else a
-            single OREPA ``k x k`` block.
+        rep_1x1 (bool): Rep-1x1 for 1x1 convs; else a plain ``nn.Conv2d``.
+        linear_stem (bool): The linear deep stem for ``k >= 5``; else a single
+            OREPA ``k x k`` block.
     """
-    size = kernel_size if isinstance(kernel_size, int) else kernel_size[0]
-    groups = kwargs.get('groups', args[4] if len(args) > 4 else 1)
+    size, groups = _size_and_groups(kernel_size, args, kwargs)
     if size == 1 and groups == 1:
         if rep_1x1:
             return OREPA1x1Conv2d(in_channels, out_channels, kernel_size, *args,
                                   scaling=scaling, **kwargs)
         return nn.Conv2d(in_channels, out_channels, kernel_size, *args, **kwargs)
-    if size >= 5 and deep_stem:
+    if size >= 5 and linear_stem:
         return OREPALargeConv2d(in_channels, out_channels, kernel_size, *args,
                                 branches=branches, scaling=scaling, **kwargs)
     return OREPAConv2d(in_channels, out_channels, kernel_size, *args, branches=branches,
                        scaling=scaling, **kwargs)
+
+
+@MODELS.register_module('OREPAVGG')
+def build_orepa_vgg_conv(in_channels: int,
+                         out_channels: int,
+                         kernel_size: int,
+                         *args,
+                         branches: Sequence[str] = OREPA_VGG_BRANCHES,
+                         scaling: Optional[str] = 'vector',
+                         **kwargs) -> nn.Module:
+    """The convs of an OREPA-VGG block: its 3x3 branch is OREPA, its 1x1 plain.
+
+    Used as ``conv_cfg`` of mmpretrain's ``RepVGGBlock``, whose ``branch_3x3``
+    norm then is the OREPA post-addition norm (method spec, sec. 3.4).
+
+    Args:
+        in_channels, out_channels, kernel_size, *args, **kwargs: As ``nn.Conv2d``.
+        branches (Sequence[str]): Branches of the 3x3 conv (published: five).
+        scaling (str | None): ``'vector'`` (default), ``'scalar'`` or ``None``.
+    """
+    size, _ = _size_and_groups(kernel_size, args, kwargs)
+    if size == 1:
+        return nn.Conv2d(in_channels, out_channels, kernel_size, *args, **kwargs)
+    return OREPAConv2d(in_channels, out_channels, kernel_size, *args, branches=branches,
+                       scaling=scaling, kaiming_a=OREPA_VGG_KAIMING_A, **kwargs)
+
+
+@MODELS.register_module('DBB')
+def build_dbb_conv(in_channels: int,
+                   out_channels: int,
+                   kernel_size: int,
+                   *args,
+                   norm_cfg: dict = dict(type='BN'),
+                   **kwargs) -> nn.Module:
+    """The Diverse Branch Block for ``k >= 3``, a plain conv for 1x1 (published
+    DBB-ResNet layout).
+
+    Args:
+        in_channels, out_channels, kernel_size, *args, **kwargs: As ``nn.Conv2d``.
+        norm_cfg (dict): Norm of the DBB branches. Default: ``dict(type='BN')``.
+    """
+    size, _ = _size_and_groups(kernel_size, args, kwargs)
+    if size == 1:
+        return nn.Conv2d(in_channels, out_channels, kernel_size, *args, **kwargs)
+    return DBBConv2d(in_channels, out_channels, kernel_size, *args, norm_cfg=norm_cfg, **kwargs)

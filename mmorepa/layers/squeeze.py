@@ -4,6 +4,8 @@ import copy
 import torch
 from torch import nn
 
+from ..kernels import fold_bias_into_bn_stats
+
 
 def reparameterize(model: nn.Module, inplace: bool = False) -> nn.Module:
     """Replace every module that can squeeze itself by its plain equivalent.
@@ -37,4 +39,29 @@ def reparameterize(model: nn.Module, inplace: bool = False) -> nn.Module:
                 setattr(model, name, child.squeeze())
         else:
             reparameterize(child, inplace=True)
+    return model
+
+
+def drop_biases_before_norms(model: nn.Module) -> nn.Module:
+    """Fold the bias of every ``nn.Conv2d`` that a BatchNorm directly follows
+    into that norm's running mean, and remove the bias. In place.
+
+    A squeezed DBB has a bias; inside a ResNet its conv is followed by the
+    backbone's norm, and the stock ResNet's conv has no bias. "Directly
+    follows" means the next child registered in the same parent, which is how
+    ResNet blocks and stems register ``convN`` / ``normN``.
+
+    Args:
+        model (nn.Module): A squeezed model.
+
+    Returns:
+        nn.Module: ``model``.
+    """
+    for parent in model.modules():
+        children = list(parent.children())
+        for conv, norm in zip(children[:-1], children[1:]):
+            if (type(conv) is nn.Conv2d and conv.bias is not None
+                    and isinstance(norm, nn.modules.batchnorm._BatchNorm)):
+                fold_bias_into_bn_stats(conv.bias, norm)
+                conv.register_parameter('bias', None)
     return model

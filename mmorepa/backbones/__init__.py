@@ -1,0 +1,5 @@
+"""Backbones built on the layers: drop-ins for the stock ResNet and RepVGG."""
+from .orepa_repvgg import OREPARepVGG
+from .orepa_resnet import OREPAResNet
+
+__all__ = ['OREPAResNet', 'OREPARepVGG']

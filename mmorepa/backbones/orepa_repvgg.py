@@ -1,0 +1,72 @@
+"""OREPARepVGG: mmpretrain's RepVGG with OREPA 3x3 branches (OREPA-VGG)."""
+from typing import Optional
+
+from mmengine.registry import MODELS
+from mmpretrain.models.backbones import RepVGG
+from mmpretrain.models.backbones.repvgg import RepVGGBlock
+
+from ..layers import OREPA_VGG_BRANCHES, ReparamConv2d
+from ..utils import check_choice
+
+VGG_REPARAM_MODES = ('orepa', 'repvgg')
+
+
+@MODELS.register_module()
+class OREPARepVGG(RepVGG):
+    """OREPA-VGG (method spec, sec. 3.4), deploying as mmpretrain's ``RepVGG(deploy=True)``.
+
+    mmpretrain's own ``RepVGG`` and ``RepVGGBlock`` with the ``'OREPAVGG'`` conv
+    type: the 3x3 branch of every block is a five-branch OREPA conv followed by
+    the branch's norm (the post-addition norm), the 1x1 and identity branches
+    are RepVGG's. :meth:`switch_to_deploy` (and :func:`mmorepa.reparameterize`)
+    squeezes each block into one 3x3 conv with bias under the stock name
+    ``branch_reparam``.
+
+    Args:
+        arch (str | dict): ``'A0'``, ``'A1'``, ``'A2'`` or any arch of
+            mmpretrain's ``RepVGG``.
+        reparam (str): ``'orepa'`` (default) or ``'repvgg'`` (the RepVGG baseline).
+        branches (Sequence[str]): Branches of the OREPA 3x3 convs.
+        scaling (str | None): ``'vector'`` (default), ``'scalar'`` or ``None``.
+        deploy (bool): Build the squeezed form directly.
+        **kwargs: Every other argument of mmpretrain's ``RepVGG``, same meaning
+            (``conv_cfg`` excepted: ``reparam`` sets it).
+    """
+
+    def __init__(self,
+                 arch,
+                 reparam: str = 'orepa',
+                 branches=OREPA_VGG_BRANCHES,
+                 scaling: Optional[str] = 'vector',
+                 deploy: bool = False,
+                 **kwargs) -> None:
+        check_choice('reparam', reparam, VGG_REPARAM_MODES)
+        if isinstance(arch, str):
+            check_choice('arch', arch, sorted(self.arch_settings))
+        if 'conv_cfg' in kwargs:
+            raise ValueError('conv_cfg is set by reparam; do not give it')
+        self.reparam = reparam
+        conv_cfg = None
+        if reparam == 'orepa' and not deploy:
+            conv_cfg = dict(type='OREPAVGG', branches=tuple(branches), scaling=scaling)
+        super().__init__(arch, conv_cfg=conv_cfg, deploy=deploy, **kwargs)
+
+    def train(self, mode: bool = True) -> 'OREPARepVGG':
+        # mmpretrain's RepVGG.train returns None; nn.Module promises self.
+        super().train(mode)
+        return self
+
+    def switch_to_deploy(self) -> None:
+        for block in self.modules():
+            if isinstance(block, RepVGGBlock) and not block.deploy:
+                if isinstance(block.branch_3x3.conv, ReparamConv2d):
+                    block.branch_3x3.conv = block.branch_3x3.conv.squeeze()
+                # The stock switch builds `branch_reparam` from conv_cfg: plain.
+                block.conv_cfg = None
+        super().switch_to_deploy()
+        self.conv_cfg = None
+
+    def squeeze(self) -> 'OREPARepVGG':
+        """Squeeze in place (see :meth:`switch_to_deploy`)."""
+        self.switch_to_deploy()
+        return self
