@@ -4,11 +4,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from mmcv.cnn import build_conv_layer
+from mmpretrain.models.backbones.repvgg import RepVGGBlock
 from torch import nn
 
 from helpers import assert_close_to_scale, randomize_norms, randomize_scales
 from mmorepa import reparameterize
-from mmorepa.layers import DBBConv2d, OREPAVGGBlock, RepVGGDeployBlock
+from mmorepa.backbones import squeeze_repvgg_block
+from mmorepa.layers import DBBConv2d
 
 DTYPES = st.sampled_from([torch.float32, torch.float64])
 
@@ -39,6 +41,7 @@ def test_depthwise_dbb_squeezes_exactly(channels, k, stride, dtype):
 
 def test_dbb_registered_and_validated():
     assert type(build_conv_layer(dict(type='DBB'), 4, 8, 3, 1, 1)) is DBBConv2d
+    assert type(build_conv_layer(dict(type='DBB'), 4, 8, 1)) is nn.Conv2d
     with pytest.raises(ValueError, match='padding'):
         DBBConv2d(4, 4, 3, padding=0)
     with pytest.raises(ValueError, match='dilation'):
@@ -52,21 +55,14 @@ def test_dbb_registered_and_validated():
 
 @given(cin=st.integers(1, 6), cout=st.integers(1, 6), stride=st.sampled_from([1, 2]),
        groups=st.sampled_from([1, 2]), orepa=st.booleans(), dtype=DTYPES)
-def test_vgg_block_squeezes_exactly(cin, cout, stride, groups, orepa, dtype):
-    extra = {} if orepa else dict(dense_conv_cfg=None)
-    block = OREPAVGGBlock(cin * groups, cout * groups, stride, groups, **extra)
-    block = randomize_norms(randomize_scales(block)).to(dtype).eval()
+def test_repvgg_and_orepa_vgg_blocks_squeeze_exactly(cin, cout, stride, groups, orepa, dtype):
+    conv_cfg = dict(type='OREPAVGG') if orepa else None
+    block = RepVGGBlock(cin * groups, cout * groups, stride, groups=groups, conv_cfg=conv_cfg)
+    block = randomize_norms(randomize_scales(block)).to(dtype)
+    block.eval()
     x = torch.randn(2, cin * groups, 9, 9, dtype=dtype)
     with torch.no_grad():
-        squeezed = reparameterize(block)
-        assert type(squeezed) is RepVGGDeployBlock
-        assert_close_to_scale(squeezed(x), block(x))
-
-
-def test_vgg_block_branches():
-    block = OREPAVGGBlock(8, 8)
-    assert list(block.branch_3x3.conv.branches.keys()) == ['origin', 'avg', 'prior', '1x1_kxk',
-                                                           'dws']
-    assert block.branch_norm is not None
-    assert OREPAVGGBlock(8, 8, stride=2).branch_norm is None
-    assert type(OREPAVGGBlock(8, 8, dense_conv_cfg=None).branch_3x3.conv) is nn.Conv2d
+        expected = block(x)
+        squeeze_repvgg_block(block)
+        assert block.deploy and type(block.branch_reparam) is nn.Conv2d
+        assert_close_to_scale(block(x), expected)

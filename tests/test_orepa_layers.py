@@ -133,7 +133,7 @@ def test_orepa_type_picks_the_published_layer(kernel_size, groups, expected):
 def test_orepa_type_ablation_switches():
     plain_1x1 = build_conv_layer(dict(type='OREPA', rep_1x1=False), 8, 8, 1)
     assert type(plain_1x1) is nn.Conv2d
-    stem = build_conv_layer(dict(type='OREPA', deep_stem=False), 3, 8, 7, padding=3)
+    stem = build_conv_layer(dict(type='OREPA', linear_stem=False), 3, 8, 7, padding=3)
     assert type(stem) is OREPAConv2d
     few = build_conv_layer(dict(type='OREPA', branches=('origin', 'avg'), scaling='scalar'),
                            8, 8, 3)

@@ -1,5 +1,5 @@
 """Backbones built on the layers: drop-ins for the stock ResNet and RepVGG."""
-from .orepa_repvgg import OREPARepVGG
+from .orepa_repvgg import OREPARepVGG, squeeze_repvgg_block
 from .orepa_resnet import OREPAResNet
 
-__all__ = ['OREPAResNet', 'OREPARepVGG']
+__all__ = ['OREPAResNet', 'OREPARepVGG', 'squeeze_repvgg_block']

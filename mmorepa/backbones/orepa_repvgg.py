@@ -11,6 +11,21 @@ from ..utils import check_choice
 VGG_REPARAM_MODES = ('orepa', 'repvgg')
 
 
+def squeeze_repvgg_block(block: RepVGGBlock) -> RepVGGBlock:
+    """Switch an mmpretrain ``RepVGGBlock`` to deploy form, OREPA 3x3 conv or not.
+
+    The OREPA conv is squeezed to a plain conv first, so that the stock
+    ``switch_to_deploy`` (which reads ``conv.weight``) fuses the block. In place.
+    """
+    if not block.deploy:
+        if isinstance(block.branch_3x3.conv, ReparamConv2d):
+            block.branch_3x3.conv = block.branch_3x3.conv.squeeze()
+        # The stock switch builds `branch_reparam` from conv_cfg: make it plain.
+        block.conv_cfg = None
+        block.switch_to_deploy()
+    return block
+
+
 @MODELS.register_module()
 class OREPARepVGG(RepVGG):
     """OREPA-VGG (method spec, sec. 3.4), deploying as mmpretrain's ``RepVGG(deploy=True)``.
@@ -58,12 +73,9 @@ class OREPARepVGG(RepVGG):
 
     def switch_to_deploy(self) -> None:
         for block in self.modules():
-            if isinstance(block, RepVGGBlock) and not block.deploy:
-                if isinstance(block.branch_3x3.conv, ReparamConv2d):
-                    block.branch_3x3.conv = block.branch_3x3.conv.squeeze()
-                # The stock switch builds `branch_reparam` from conv_cfg: plain.
-                block.conv_cfg = None
-        super().switch_to_deploy()
+            if isinstance(block, RepVGGBlock):
+                squeeze_repvgg_block(block)
+        self.deploy = True
         self.conv_cfg = None
 
     def squeeze(self) -> 'OREPARepVGG':

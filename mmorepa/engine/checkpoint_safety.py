@@ -8,6 +8,7 @@ checkpoint run arbitrary code. Instead this module allowlists exactly the
 types those checkpoints hold.
 """
 import importlib
+import pickle
 from typing import Any, Callable, List, Tuple, Union
 
 import numpy as np
@@ -24,12 +25,13 @@ def history_buffer_method(owner: Any, name: str) -> Callable:
     those statistics methods.
 
     Raises:
-        ValueError: Anything else is asked for.
+        pickle.UnpicklingError: Anything else is asked for, as the weights-only
+            unpickler refuses any other global.
     """
     allowed = getattr(HistoryBuffer, '_statistics_methods', {})
     if owner is HistoryBuffer and name in allowed:
         return getattr(HistoryBuffer, name)
-    raise ValueError(f'checkpoint asks for getattr({owner!r}, {name!r}); only '
+    raise pickle.UnpicklingError(f'checkpoint asks for getattr({owner!r}, {name!r}); only '
                      f'HistoryBuffer statistics {sorted(allowed)} are allowed')
 
 

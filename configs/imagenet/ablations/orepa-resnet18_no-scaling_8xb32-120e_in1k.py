@@ -1,0 +1,3 @@
+_base_ = '../orepa-resnet18_8xb32-120e_in1k.py'
+# Table 3 ablation on OREPA-ResNet-18: no scaling.
+model = dict(backbone=dict(scaling=None))

@@ -1,0 +1,90 @@
+"""Full models of each library's shipped configs, with the OREPA backbone: a
+training step and an inference on CPU (small inputs)."""
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import DefaultScope
+from mmengine.structures import PixelData
+
+import mmorepa
+from mmorepa.layers import ReparamConv2d
+
+CONFIGS = {
+    'imagenet-resnet50': 'configs/imagenet/orepa-resnet50_8xb32-120e_in1k.py',
+    'coco-faster-rcnn': 'configs/coco/faster-rcnn_orepa-r50_fpn_1x_coco.py',
+    'coco-retinanet': 'configs/coco/retinanet_orepa-r50_fpn_1x_coco.py',
+    'cityscapes-pspnet': 'configs/cityscapes/pspnet_orepa-r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'cityscapes-deeplabv3plus':
+    'configs/cityscapes/deeplabv3plus_orepa-r50-d8_4xb2-40k_cityscapes-512x1024.py',
+}
+SIZE = 64
+
+
+def build_model(config_path):
+    cfg = Config.fromfile(config_path)
+    cfg.model.backbone.init_cfg = None  # no ImageNet checkpoint offline
+    if cfg.default_scope == 'mmseg':
+        cfg.model.data_preprocessor.size = (SIZE, SIZE)
+    registry = {'mmpretrain': 'mmpretrain', 'mmdet': 'mmdet', 'mmseg': 'mmseg'}[cfg.default_scope]
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        models = __import__(f'{registry}.registry', fromlist=['MODELS']).MODELS
+        model = revert_sync_batchnorm(models.build(cfg.model))  # SyncBN needs CUDA
+    return cfg.default_scope, model
+
+
+def classification_batch():
+    from mmpretrain.structures import DataSample
+    inputs = [torch.randint(0, 256, (3, SIZE, SIZE), dtype=torch.uint8) for _ in range(2)]
+    samples = [DataSample().set_gt_label(label) for label in (3, 7)]
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def detection_batch():
+    from mmdet.testing import demo_mm_inputs
+    return demo_mm_inputs(batch_size=2, image_shapes=[(3, SIZE, SIZE)] * 2, num_items=[3, 2],
+                          num_classes=80)
+
+
+def segmentation_batch():
+    from mmseg.structures import SegDataSample
+    inputs, samples = [], []
+    for _ in range(2):
+        inputs.append(torch.randint(0, 256, (3, SIZE, SIZE), dtype=torch.uint8))
+        sample = SegDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE),
+                                             pad_shape=(SIZE, SIZE), img_path='x.png'))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 19, (1, SIZE, SIZE)))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+BATCHES = {'mmpretrain': classification_batch, 'mmdet': detection_batch,
+           'mmseg': segmentation_batch}
+
+
+@pytest.mark.parametrize('name', sorted(CONFIGS))
+def test_shipped_config_trains_and_predicts_with_orepa_backbone(name):
+    torch.manual_seed(0)
+    scope, model = build_model(CONFIGS[name])
+    assert type(model.backbone) is mmorepa.OREPAResNet
+    assert any(isinstance(m, ReparamConv2d) for m in model.backbone.modules())
+    batch = BATCHES[scope]()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    model.train()
+    with DefaultScope.overwrite_default_scope(scope):
+        data = model.data_preprocessor(batch, True)
+        losses = model(**data, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        assert torch.isfinite(loss)
+        trained = model.backbone.layer2[0].conv2.branches['dws'].pointwise
+        before = trained.detach().clone()
+        loss.backward()
+        optimizer.step()
+        assert not torch.equal(before, trained)
+        # mmdet's configs freeze the stem and stage 1 (frozen_stages=1).
+        frozen = model.backbone.frozen_stages >= 1
+        assert all(p.requires_grad != frozen for p in model.backbone.layer1.parameters())
+        model.eval()
+        with torch.no_grad():
+            predictions = model(**model.data_preprocessor(batch, False), mode='predict')
+    assert len(predictions) == 2
