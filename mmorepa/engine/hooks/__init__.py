@@ -1,0 +1,3 @@
+from .deploy_checkpoint_hook import DeployCheckpointHook
+
+__all__ = ['DeployCheckpointHook']

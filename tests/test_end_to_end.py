@@ -1,0 +1,81 @@
+"""Each model family trains through mmengine's Runner from its shipped config,
+writes a squeezed checkpoint with DeployCheckpointHook, and the written deploy
+config (stock backbone, no plugin) reproduces the predictions and metrics."""
+import os
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+
+import tiny_runs
+from mmorepa.layers import ReparamConv2d
+
+# Relative tolerance of predictions, float32: squeezed vs unsqueezed sums.
+TOLERANCE = 1e-4
+FAMILIES = {
+    'classification': (tiny_runs.classification,
+                       'configs/imagenet/orepa-resnet18_8xb32-120e_in1k.py'),
+    'faster-rcnn': (tiny_runs.detection, 'configs/coco/faster-rcnn_orepa-r50_fpn_1x_coco.py'),
+    'retinanet': (tiny_runs.detection, 'configs/coco/retinanet_orepa-r50_fpn_1x_coco.py'),
+    'pspnet': (tiny_runs.segmentation,
+               'configs/cityscapes/pspnet_orepa-r50-d8_4xb2-40k_cityscapes-512x1024.py'),
+    'deeplabv3plus':
+    (tiny_runs.segmentation,
+     'configs/cityscapes/deeplabv3plus_orepa-r50-d8_4xb2-40k_cityscapes-512x1024.py'),
+}
+
+
+def prediction_tensors(sample):
+    """The tensors a prediction is judged by, per task."""
+    if 'pred_instances' in sample:
+        return [sample.pred_instances.bboxes, sample.pred_instances.scores]
+    if 'seg_logits' in sample:
+        return [sample.seg_logits.data]
+    return [sample.pred_score]
+
+
+def predictions(runner):
+    model = runner.model.eval()
+    outputs = []
+    with torch.no_grad(), DefaultScope.overwrite_default_scope(runner.cfg.default_scope):
+        for batch in runner.test_dataloader:
+            outputs += [t for s in model.test_step(batch) for t in prediction_tensors(s)]
+    return outputs
+
+
+def assert_same_predictions(reference, actual):
+    assert len(reference) == len(actual) and reference
+    for ref, act in zip(reference, actual):
+        assert ref.shape == act.shape
+        if ref.numel():
+            scale = ref.abs().max().clamp_min(1e-6)
+            assert (ref - act).abs().max() <= TOLERANCE * scale
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_family_trains_exports_and_deploys(family, tmp_path):
+    build, config = FAMILIES[family]
+    cfg = build(config, str(tmp_path / 'data'), str(tmp_path / 'train'))
+    assert cfg.custom_hooks[0]['type'] == 'DeployCheckpointHook'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert any(isinstance(m, ReparamConv2d) for m in runner.model.modules())
+    trained_metrics = runner.test()
+    trained_predictions = predictions(runner)
+    assert any(p.numel() for p in trained_predictions)
+
+    deploy_cfg = Config.fromfile(os.path.join(cfg.work_dir, 'deploy_config.py'))
+    assert deploy_cfg.model.backbone.type in ('ResNet', 'ResNeXt')
+    assert 'custom_imports' not in deploy_cfg
+    assert os.path.exists(deploy_cfg.load_from) and deploy_cfg.load_from.endswith('_deploy.pth')
+    deploy_cfg.work_dir = str(tmp_path / 'deploy')
+    deploy_runner = Runner.from_cfg(deploy_cfg)
+    deploy_metrics = deploy_runner.test()
+    assert not any(isinstance(m, ReparamConv2d) for m in deploy_runner.model.modules())
+    assert_same_predictions(trained_predictions, predictions(deploy_runner))
+    assert trained_metrics.keys() == deploy_metrics.keys()
+    for key, value in trained_metrics.items():
+        assert deploy_metrics[key] == pytest.approx(value, abs=1e-6), key
