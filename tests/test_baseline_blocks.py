@@ -17,22 +17,26 @@ DTYPES = st.sampled_from([torch.float32, torch.float64])
 
 @given(groups=st.sampled_from([1, 2, 8]), per_group=st.integers(1, 3),
        out_per_group=st.integers(1, 3), k=st.sampled_from([3, 5]),
-       stride=st.sampled_from([1, 2]), bias=st.booleans(), dtype=DTYPES)
-def test_dbb_squeezes_exactly(groups, per_group, out_per_group, k, stride, bias, dtype):
-    block = DBBConv2d(groups * per_group, groups * out_per_group, k, stride, groups=groups,
-                      bias=bias)
+       stride=st.sampled_from([1, 2]), dilation=st.sampled_from([1, 2, 4]), bias=st.booleans(),
+       dtype=DTYPES)
+def test_dbb_squeezes_exactly(groups, per_group, out_per_group, k, stride, dilation, bias, dtype):
+    block = DBBConv2d(groups * per_group, groups * out_per_group, k, stride,
+                      dilation=dilation, groups=groups, bias=bias)
     block = randomize_norms(block).to(dtype).eval()
-    x = torch.randn(2, block.in_channels, 11, 11, dtype=dtype)
+    side = 11 + 2 * dilation * (k // 2)
+    x = torch.randn(2, block.in_channels, side, side,
+                    dtype=dtype)
     with torch.no_grad():
         squeezed = reparameterize(block)
         assert type(squeezed) is nn.Conv2d and squeezed.bias is not None
         assert_close_to_scale(squeezed(x), block(x))
 
 
-@given(channels=st.integers(1, 6), k=st.sampled_from([3, 5]), stride=st.sampled_from([1, 2]),
-       dtype=DTYPES)
-def test_depthwise_dbb_squeezes_exactly(channels, k, stride, dtype):
-    block = randomize_norms(DBBConv2d(channels, channels, k, stride, groups=channels))
+@given(channels=st.integers(2, 6), k=st.sampled_from([3, 5]), stride=st.sampled_from([1, 2]),
+       dilation=st.sampled_from([1, 2]), dtype=DTYPES)
+def test_depthwise_dbb_squeezes_exactly(channels, k, stride, dilation, dtype):
+    block = randomize_norms(DBBConv2d(channels, channels, k, stride, dilation=dilation,
+                                      groups=channels))
     block = block.to(dtype).eval()
     x = torch.randn(2, channels, 9, 9, dtype=dtype)
     with torch.no_grad():
@@ -44,8 +48,9 @@ def test_dbb_registered_and_validated():
     assert type(build_conv_layer(dict(type='DBB'), 4, 8, 1)) is nn.Conv2d
     with pytest.raises(ValueError, match='padding'):
         DBBConv2d(4, 4, 3, padding=0)
-    with pytest.raises(ValueError, match='dilation'):
-        DBBConv2d(4, 4, 3, dilation=2)
+    with pytest.raises(ValueError, match='padding'):
+        DBBConv2d(4, 4, 3, padding=1, dilation=2)
+    assert DBBConv2d(4, 4, 3, dilation=2).padding == (2, 2)
     with pytest.raises(ValueError, match='kernel_size'):
         DBBConv2d(4, 4, 1)
     with pytest.raises(ValueError, match='in_channels'):

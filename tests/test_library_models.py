@@ -17,6 +17,8 @@ CONFIGS = {
     'cityscapes-pspnet': 'configs/cityscapes/pspnet_orepa-r50-d8_4xb2-40k_cityscapes-512x1024.py',
     'cityscapes-deeplabv3plus':
     'configs/cityscapes/deeplabv3plus_orepa-r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'cityscapes-pspnet-dbb': 'configs/cityscapes/pspnet_dbb-r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'coco-retinanet-dbb': 'configs/coco/retinanet_dbb-r50_fpn_1x_coco.py',
 }
 SIZE = 64
 
@@ -68,6 +70,8 @@ def test_shipped_config_trains_and_predicts_with_orepa_backbone(name):
     scope, model = build_model(CONFIGS[name])
     assert type(model.backbone) is mmorepa.OREPAResNet
     assert any(isinstance(m, ReparamConv2d) for m in model.backbone.modules())
+    trained = model.backbone.layer2[0].conv2
+    trained = trained.kxk.weight if name.endswith('dbb') else trained.branches['dws'].pointwise
     batch = BATCHES[scope]()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     model.train()
@@ -76,7 +80,6 @@ def test_shipped_config_trains_and_predicts_with_orepa_backbone(name):
         losses = model(**data, mode='loss')
         loss, _ = model.parse_losses(losses)
         assert torch.isfinite(loss)
-        trained = model.backbone.layer2[0].conv2.branches['dws'].pointwise
         before = trained.detach().clone()
         loss.backward()
         optimizer.step()

@@ -79,6 +79,14 @@ def test_runner_checkpoints_load_with_weights_only(tmp_path):
     # Plain torch.load stays weights-only (torch's default) and now accepts it.
     checkpoint = torch.load(path)
     assert isinstance(checkpoint['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
+    # A fresh process has built no HistoryBuffer yet (resume, tools/test.py).
+    fresh = subprocess.run([sys.executable, '-c', textwrap.dedent(f"""
+        import torch, mmorepa
+        checkpoint = torch.load({str(path)!r})
+        print(type(checkpoint['message_hub']['log_scalars']['train/loss']).__name__)
+        """)], capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    assert fresh.stdout.split()[-1] == 'HistoryBuffer'
     model = ToyModel()
     load_checkpoint(model, str(path))
     assert torch.equal(model.linear.weight, runner.model.linear.weight)

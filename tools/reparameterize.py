@@ -18,8 +18,8 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import load_checkpoint, load_state_dict
 
 import mmorepa  # noqa: F401  (registers the plugin, allows OpenMMLab checkpoints)
-from mmorepa.engine import (build_model, deploy_checkpoint, deploy_config, save_atomic,
-                            verify_deploy_model)
+from mmorepa.engine import (CheckpointError, build_model, deploy_checkpoint, deploy_config,
+                            read_checkpoint, save_atomic, verify_deploy_model)
 
 DEPLOY_SUFFIX = '_deploy.pth'
 
@@ -38,28 +38,16 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def read_checkpoint(path):
-    """The checkpoint dict, weights-only; a clear error for unreadable files."""
-    try:
-        checkpoint = torch.load(path, map_location='cpu')
-    except FileNotFoundError:
-        raise SystemExit(f'error: checkpoint not found: {path}')
-    except Exception as error:  # torch raises many types for corrupt files
-        raise SystemExit(f'error: cannot read checkpoint {path} (corrupted, truncated or '
-                         f'not a torch file): {type(error).__name__}: {error}')
-    if not isinstance(checkpoint, dict):
-        raise SystemExit(f'error: {path} holds a {type(checkpoint).__name__}, '
-                         'not a checkpoint dict')
-    return checkpoint
-
-
 def main(argv=None):
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     deploy_cfg = deploy_config(cfg)
-    checkpoint = read_checkpoint(args.checkpoint)
+    try:
+        checkpoint = read_checkpoint(args.checkpoint)
+    except CheckpointError as error:
+        raise SystemExit(f'error: {error}')
     state_dict = checkpoint.get('state_dict', checkpoint)
     if checkpoint.get('meta', {}).get('mmorepa', {}).get('squeezed'):
         print(f'{args.checkpoint} is already squeezed: nothing to do')
@@ -79,7 +67,10 @@ def main(argv=None):
     target = os.path.join(args.out_dir, os.path.splitext(
         os.path.basename(args.checkpoint))[0] + DEPLOY_SUFFIX)
     meta = dict(checkpoint.get('meta', {}), source_checkpoint=os.path.abspath(args.checkpoint))
-    save_atomic(deploy_checkpoint(model, meta), target, source=args.checkpoint)
+    try:
+        save_atomic(deploy_checkpoint(model, meta), target, source=args.checkpoint)
+    except CheckpointError as error:
+        raise SystemExit(f'error: {error}')
     deploy_cfg.load_from = target
     config_path = os.path.join(args.out_dir, 'deploy_config.py')
     deploy_cfg.dump(config_path)

@@ -1,11 +1,16 @@
-"""Engine pieces on top of the backbones: checkpoint safety, deploy export,
-hooks and the published-checkpoint converter."""
+"""Engine pieces on top of the backbones: checkpoint safety and I/O, deploy
+export, hooks and the published-checkpoint converter."""
+from .checkpoint_io import (CheckpointError, atomic_output, is_same_file, read_checkpoint,
+                            save_atomic)
 from .checkpoint_safety import allow_openmmlab_checkpoints
+from .converters import PUBLISHED_ARCHS, convert_published_state_dict
 from .deploy import (build_model, deploy_checkpoint, deploy_config, max_output_difference,
-                     save_atomic, squeezed_state_dict, verify_deploy_model)
+                     squeezed_state_dict, verify_deploy_model)
 from .hooks import DeployCheckpointHook
 
 __all__ = [
-    'allow_openmmlab_checkpoints', 'build_model', 'deploy_checkpoint', 'deploy_config', 'max_output_difference', 'save_atomic',
+    'CheckpointError', 'atomic_output', 'is_same_file', 'read_checkpoint', 'save_atomic',
+    'allow_openmmlab_checkpoints', 'PUBLISHED_ARCHS', 'convert_published_state_dict',
+    'build_model', 'deploy_checkpoint', 'deploy_config', 'max_output_difference',
     'squeezed_state_dict', 'verify_deploy_model', 'DeployCheckpointHook'
 ]

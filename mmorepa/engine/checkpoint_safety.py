@@ -15,6 +15,10 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
+# HistoryBuffer's own statistics; mmengine adds them to `_statistics_methods`
+# only when a first buffer is built, so a fresh process starts with none.
+BUILTIN_STATISTICS = ('min', 'max', 'mean', 'current')
+
 
 def history_buffer_method(owner: Any, name: str) -> Callable:
     """Stand-in for ``builtins.getattr`` inside the unpickler.
@@ -28,7 +32,7 @@ def history_buffer_method(owner: Any, name: str) -> Callable:
         pickle.UnpicklingError: Anything else is asked for, as the weights-only
             unpickler refuses any other global.
     """
-    allowed = getattr(HistoryBuffer, '_statistics_methods', {})
+    allowed = set(BUILTIN_STATISTICS) | set(getattr(HistoryBuffer, '_statistics_methods', {}))
     if owner is HistoryBuffer and name in allowed:
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(f'checkpoint asks for getattr({owner!r}, {name!r}); only '

@@ -2,12 +2,10 @@
 
 Shared by :class:`DeployCheckpointHook` and ``tools/reparameterize.py``: the
 deploy config (the stock backbone in place of the re-param one), the deploy
-checkpoint (squeezed weights under the stock keys), atomic writing, and the
-check that the stock model reproduces the trained one.
+checkpoint (squeezed weights under the stock keys), and the check that the
+stock model reproduces the trained one.
 """
 import copy
-import os
-import tempfile
 from typing import Any, Dict, Optional
 
 import torch
@@ -107,32 +105,6 @@ def deploy_checkpoint(model: nn.Module, meta: Optional[dict] = None) -> Dict[str
     meta = dict(meta or {})
     meta['mmorepa'] = dict(squeezed=True)
     return dict(meta=meta, state_dict=squeezed_state_dict(model))
-
-
-def save_atomic(obj: Any, path: str, source: Optional[str] = None) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename.
-
-    A reader never sees a half-written file, and an interrupted save leaves
-    the previous file in place.
-
-    Args:
-        obj: What to save.
-        path (str): Destination.
-        source (str, optional): The file the object came from; refusing to
-            write over it.
-    """
-    if source is not None and os.path.exists(path) and os.path.samefile(path, source):
-        raise ValueError(f'refusing to overwrite the source checkpoint {source}')
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.pth')
-    os.close(handle)
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def max_output_difference(reference: Any, actual: Any) -> float:

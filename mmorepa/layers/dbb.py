@@ -44,6 +44,32 @@ class BNAndPad(nn.Module):
         return torch.where(border, value.reshape(1, -1, 1, 1).to(out), out)
 
 
+class UniformPool2d(nn.Module):
+    """Average pooling over a (dilated) ``k x k`` window, zero padding counted.
+
+    ``nn.AvgPool2d`` has no dilation; a dilated window is a depthwise conv
+    with a constant kernel. Either way its kernel is ``1 / k**2`` everywhere.
+
+    Args:
+        kernel_size (int): Window size.
+        stride (int): Stride.
+        padding (int): Zero padding.
+        dilation (int): Dilation of the window.
+    """
+
+    def __init__(self, kernel_size: int, stride, padding: int, dilation: int) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+        self.padding, self.dilation = padding, dilation
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.dilation == 1:
+            return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        size = self.kernel_size
+        weight = x.new_full((x.shape[1], 1, size, size), 1.0 / size**2)
+        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, x.shape[1])
+
+
 @MODELS.register_module()
 class DBBConv2d(ReparamConv2d):
     """Diverse Branch Block: four conv branches, each with its own norm, summed.
@@ -59,8 +85,9 @@ class DBBConv2d(ReparamConv2d):
         out_channels (int): Output channels.
         kernel_size (int): Odd, at least 3.
         stride (int): Default: 1.
-        padding (int): Must be ``kernel_size // 2``. Default: that.
-        dilation (int): Must be 1.
+        padding (int): Must be ``dilation * (kernel_size // 2)``. Default: that.
+        dilation (int): Default: 1. Dilated DBBs (mmseg's D8 ResNets) pool the
+            avg branch over the same dilated window.
         groups (int): Default: 1. A depthwise DBB (``groups == in_channels ==
             out_channels > 1``) drops the 1x1 branch and its avg branch pools
             the input directly, as in the published DBB.
@@ -81,24 +108,25 @@ class DBBConv2d(ReparamConv2d):
                  padding_mode: str = 'zeros',
                  norm_cfg: dict = dict(type='BN')) -> None:
         size = kernel_size if isinstance(kernel_size, int) else kernel_size[0]
-        padding = size // 2 if padding is None else padding
+        rate = dilation if isinstance(dilation, int) else dilation[0]
+        padding = rate * (size // 2) if padding is None else padding
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
                          groups, bias, padding_mode)
         if size < 3 or size % 2 == 0:
             raise ValueError(f'kernel_size must be odd and >= 3 for DBB, got {kernel_size!r}')
-        if self.padding != (size // 2, size // 2):
-            raise ValueError(f'padding must be kernel_size // 2 = {size // 2} for DBB, '
+        if self.dilation[0] != self.dilation[1]:
+            raise ValueError(f'dilation must be equal in both axes for DBB, got {dilation!r}')
+        pad = rate * (size // 2)
+        if self.padding != (pad, pad):
+            raise ValueError(f'padding must be dilation * (kernel_size // 2) = {pad} for DBB, '
                              f'got {padding!r}')
-        if self.dilation != (1, 1):
-            raise ValueError(f'dilation must be 1 for DBB, got {dilation!r}')
         self.depthwise = 1 < groups == in_channels == out_channels
         in_per_group = in_channels // groups
-        pad = size // 2
 
         def norm(channels):
             return build_norm_layer(norm_cfg, channels)[1]
 
-        self.kxk = nn.Conv2d(in_channels, out_channels, size, stride, pad, groups=groups,
+        self.kxk = nn.Conv2d(in_channels, out_channels, size, stride, pad, rate, groups,
                              bias=False)
         self.kxk_bn = norm(out_channels)
         if not self.depthwise:
@@ -107,12 +135,12 @@ class DBBConv2d(ReparamConv2d):
             self.conv1x1_bn = norm(out_channels)
             self.avg_conv = nn.Conv2d(in_channels, out_channels, 1, groups=groups, bias=False)
             self.avg_pad_bn = BNAndPad(out_channels, pad, norm_cfg)
-        self.avg_pool = nn.AvgPool2d(size, stride, 0 if not self.depthwise else pad)
+        self.avg_pool = UniformPool2d(size, stride, pad if self.depthwise else 0, rate)
         self.avg_bn = norm(out_channels)
         middle = in_channels * (2 if self.depthwise or groups > WIDE_MIDDLE_ABOVE_GROUPS else 1)
         self.chain_conv1 = nn.Conv2d(in_channels, middle, 1, groups=groups, bias=False)
         self.chain_pad_bn = BNAndPad(middle, pad, norm_cfg)
-        self.chain_conv2 = nn.Conv2d(middle, out_channels, size, stride, 0, groups=groups,
+        self.chain_conv2 = nn.Conv2d(middle, out_channels, size, stride, 0, rate, groups,
                                      bias=False)
         self.chain_bn = norm(out_channels)
         if middle == in_channels:

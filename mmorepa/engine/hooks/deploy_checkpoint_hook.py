@@ -7,8 +7,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ..deploy import (build_model, deploy_checkpoint, deploy_config, save_atomic,
-                      verify_deploy_model)
+from ..checkpoint_io import save_atomic
+from ..deploy import build_model, deploy_checkpoint, deploy_config, verify_deploy_model
 
 DEPLOY_SUFFIX = '_deploy.pth'
 DEPLOY_CONFIG_NAME = 'deploy_config.py'

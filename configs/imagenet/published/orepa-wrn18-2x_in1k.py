@@ -1,0 +1,27 @@
+# The authors' published OREPA-WideResNet-18-2x, ImageNet-1k, in mmorepa's train
+# form. Every width is doubled, the stem's too.
+# Weights: python tools/convert_published.py SRC DST --arch wrn18-2x
+# (the converter's PUBLISHED_ARCHS['wrn18-2x'] holds the same backbone).
+_base_ = [
+    'mmpretrain::_base_/datasets/imagenet_bs32.py',
+    'mmpretrain::_base_/schedules/imagenet_bs256.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['mmorepa'], allow_failed_imports=False)
+default_scope = 'mmpretrain'
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='OREPAResNet',
+        depth=18,
+        stem_channels=128,
+        base_channels=128,
+        out_indices=(3, )),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=1024,
+        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        topk=(1, 5)))
