@@ -91,3 +91,20 @@ def test_shipped_config_trains_and_predicts_with_orepa_backbone(name):
         with torch.no_grad():
             predictions = model(**model.data_preprocessor(batch, False), mode='predict')
     assert len(predictions) == 2
+
+
+SHIPPED = sorted(str(p) for p in __import__('pathlib').Path('configs').rglob('*.py')
+                 if '_base_' not in p.parts)
+
+
+@pytest.mark.parametrize('config', SHIPPED)
+def test_every_shipped_config_builds_its_backbone(config):
+    cfg = Config.fromfile(config)
+    assert 'mmorepa' in cfg.custom_imports.imports
+    if 'published' not in config:  # training configs export as they go
+        assert [h['type'] for h in cfg.custom_hooks] == ['DeployCheckpointHook']
+    backbone = cfg.model.backbone
+    backbone.pop('init_cfg', None)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        from mmengine.registry import MODELS
+        assert type(MODELS.build(backbone)).__name__ == backbone.type

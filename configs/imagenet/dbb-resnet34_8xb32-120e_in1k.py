@@ -1,7 +1,3 @@
-_base_ = [
-    'mmpretrain::_base_/models/resnet34.py', 'mmpretrain::_base_/datasets/imagenet_bs32.py',
-    'mmpretrain::_base_/default_runtime.py', '../_base_/orepa_imagenet_120e.py',
-    '../_base_/orepa_plugin.py'
-]
-# Table 4 row: ResNet-34, dbb.
-model = dict(backbone=dict(type='OREPAResNet', reparam='dbb'))
+_base_ = './orepa-resnet34_8xb32-120e_in1k.py'
+# Table 4 row: ResNet-34, DBB (offline re-parameterization).
+model = dict(backbone=dict(reparam='dbb'))

@@ -1,7 +1,3 @@
-_base_ = [
-    'mmpretrain::_base_/models/resnet101.py', 'mmpretrain::_base_/datasets/imagenet_bs32.py',
-    'mmpretrain::_base_/default_runtime.py', '../_base_/orepa_imagenet_120e.py',
-    '../_base_/orepa_plugin.py'
-]
-# Table 4 row: ResNet-101, orepa.
-model = dict(backbone=dict(type='OREPAResNet', reparam='orepa'))
+_base_ = './orepa-resnet18_8xb32-120e_in1k.py'
+# Table 4 row: ResNet-101, OREPA.
+model = dict(backbone=dict(depth=101), head=dict(in_channels=2048))

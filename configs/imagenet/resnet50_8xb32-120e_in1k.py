@@ -1,7 +1,3 @@
-_base_ = [
-    'mmpretrain::_base_/models/resnet50.py', 'mmpretrain::_base_/datasets/imagenet_bs32.py',
-    'mmpretrain::_base_/default_runtime.py', '../_base_/orepa_imagenet_120e.py',
-    '../_base_/orepa_plugin.py'
-]
+_base_ = './orepa-resnet50_8xb32-120e_in1k.py'
 # Table 4 row: ResNet-50, plain.
-model = dict(backbone=dict(type='OREPAResNet', reparam=None))
+model = dict(backbone=dict(reparam=None))

@@ -2,26 +2,5 @@
 # form. Every width is doubled, the stem's too.
 # Weights: python tools/convert_published.py SRC DST --arch wrn18-2x
 # (the converter's PUBLISHED_ARCHS['wrn18-2x'] holds the same backbone).
-_base_ = [
-    'mmpretrain::_base_/datasets/imagenet_bs32.py',
-    'mmpretrain::_base_/schedules/imagenet_bs256.py',
-    'mmpretrain::_base_/default_runtime.py',
-]
-custom_imports = dict(imports=['mmorepa'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
-
-model = dict(
-    type='ImageClassifier',
-    backbone=dict(
-        type='OREPAResNet',
-        depth=18,
-        stem_channels=128,
-        base_channels=128,
-        out_indices=(3, )),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=1024,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, 5)))
+_base_ = './orepa-resnet18_in1k.py'
+model = dict(backbone=dict(stem_channels=128, base_channels=128), head=dict(in_channels=1024))
