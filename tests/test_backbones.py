@@ -39,8 +39,6 @@ def squeeze_and_compare(model, stock, x, dtype=torch.float64):
 @pytest.mark.parametrize('depth', [18, 34, 50, 101, 152])
 @pytest.mark.parametrize('reparam', ['orepa', 'dbb', None])
 def test_resnet_depths_and_modes_squeeze_into_stock(depth, reparam):
-    if depth in (101, 152) and reparam == 'dbb':
-        pytest.skip('deep DBB nets add time, not coverage: 50 has the same blocks')
     torch.manual_seed(depth)
     model = OREPAResNet(depth, reparam=reparam)
     squeeze_and_compare(model, MMSegResNet(depth), torch.randn(1, 3, 64, 64))

@@ -1,6 +1,7 @@
 """Each model family trains through mmengine's Runner from its shipped config,
 writes a squeezed checkpoint with DeployCheckpointHook, and the written deploy
 config (stock backbone, no plugin) reproduces the predictions and metrics."""
+import importlib.util
 import os
 
 import pytest
@@ -79,3 +80,16 @@ def test_family_trains_exports_and_deploys(family, tmp_path):
     assert trained_metrics.keys() == deploy_metrics.keys()
     for key, value in trained_metrics.items():
         assert deploy_metrics[key] == pytest.approx(value, abs=1e-6), key
+    if family == 'classification':  # the command-line path, once
+        assert run_test_tool([os.path.join(cfg.work_dir, 'deploy_config.py'),
+                          deploy_cfg.load_from, '--work-dir',
+                          str(tmp_path / 'tool')]) == deploy_metrics
+
+
+def run_test_tool(argv):
+    """tools/test.py's main, in this process."""
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'tools', 'test.py')
+    spec = importlib.util.spec_from_file_location('test_tool', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)

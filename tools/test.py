@@ -14,7 +14,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmorepa  # noqa: F401  (registers the plugin, allows OpenMMLab checkpoints)
-from train import setup_cpu_distributed
+from mmorepa.engine import setup_cpu_distributed
 
 
 def parse_args(argv=None):

@@ -11,12 +11,12 @@ import argparse
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmorepa  # noqa: F401  (registers the plugin, allows OpenMMLab checkpoints)
+from mmorepa.engine import setup_cpu_distributed
 
 
 def parse_args(argv=None):
@@ -35,20 +35,6 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
-
-
-def setup_cpu_distributed(cfg):
-    """Start the process group with gloo when there is no GPU.
-
-    mmengine 0.10's ``pytorch`` launcher calls ``torch.cuda.set_device``
-    unconditionally; the Runner skips its own init when a group exists. DDP
-    on CPU takes no device ids.
-    """
-    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
-        return
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group('gloo')
-    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None)
 
 
 def build_config(args):

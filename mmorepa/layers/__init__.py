@@ -5,7 +5,7 @@ Importing this package registers in mmengine's ``MODELS`` the layers
 and the conv types ``'OREPA'``, ``'OREPAVGG'`` and ``'DBB'``, which pick the
 published layer by kernel size.
 """
-from .base import ReparamConv2d, conv_kernel_and_bias
+from .base import ReparamConv2d
 from .branch_sum import BranchSum
 from .dbb import DBBConv2d
 from .factory import (OREPA_VGG_BRANCHES, build_dbb_conv, build_orepa_conv,
@@ -16,7 +16,7 @@ from .orepa_large import OREPALargeConv2d
 from .squeeze import drop_biases_before_norms, reparameterize
 
 __all__ = [
-    'ReparamConv2d', 'conv_kernel_and_bias', 'BranchSum', 'DBBConv2d', 'OREPA_VGG_BRANCHES',
+    'ReparamConv2d', 'BranchSum', 'DBBConv2d', 'OREPA_VGG_BRANCHES',
     'build_dbb_conv', 'build_orepa_conv', 'build_orepa_vgg_conv', 'OREPA1x1Conv2d',
     'OREPA_BRANCHES', 'OREPAConv2d', 'OREPALargeConv2d', 'drop_biases_before_norms',
     'reparameterize'

@@ -126,11 +126,3 @@ class ReparamConv2d(nn.Module):
                 f'stride={self.stride}, padding={self.padding}, dilation={self.dilation}, '
                 f'groups={self.groups}, bias={self.bias is not None}')
 
-
-def conv_kernel_and_bias(conv: nn.Module) -> Tuple[Tensor, Optional[Tensor]]:
-    """``(kernel, bias)`` of a plain ``nn.Conv2d`` or a :class:`ReparamConv2d`."""
-    if isinstance(conv, ReparamConv2d):
-        return conv.squeezed_kernel()
-    if isinstance(conv, nn.Conv2d):
-        return conv.weight, conv.bias
-    raise TypeError(f'conv must be nn.Conv2d or ReparamConv2d, got {type(conv).__name__}')

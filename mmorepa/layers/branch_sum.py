@@ -16,8 +16,9 @@ class BranchSum(nn.ModuleDict):
     block stays linear and can be squeezed every forward pass (paper, sec. 3.2).
 
     Args:
-        branches (dict[str, nn.Module]): Name to module whose ``kernel()``
-            returns the branch kernel; all kernels have the same shape.
+        branches (dict[str, nn.Module]): Name to module whose ``kernel(scale)``
+            returns the branch kernel with its output rows multiplied by
+            ``scale``; all kernels have the same shape.
         init_scales (dict[str, float]): Initial scale of each branch.
         out_channels (int): Length of a vector scale.
         scaling (str | None): ``'vector'``: one scale per output channel and
@@ -48,8 +49,8 @@ class BranchSum(nn.ModuleDict):
     def kernel(self) -> Tensor:
         kernel = None
         for index, branch in enumerate(self.values()):
-            branch_kernel = branch.kernel()
-            if self.scales is not None:
-                branch_kernel = branch_kernel * self.scales[index].reshape(-1, 1, 1, 1)
+            # Each branch applies its scale where it is cheapest (see orepa_branches).
+            scale = None if self.scales is None else self.scales[index]
+            branch_kernel = branch.kernel(scale)
             kernel = branch_kernel if kernel is None else kernel + branch_kernel
         return kernel

@@ -1,9 +1,16 @@
 """The branch kernels of an OREPA block (method spec, sec. 3.1 and 3.2).
 
-Each branch is a module whose ``kernel()`` returns its contribution as one
-``(O, I/g, k, k)`` kernel, computed from its parameters without touching a
+Each branch is a module whose ``kernel(scale)`` returns its contribution as
+one ``(O, I/g, k, k)`` kernel, computed from its parameters without touching a
 feature map. Learned kernels start Kaiming-uniform with slope ``kaiming_a``.
+
+The branch's scale (one value per output channel) is applied to the smallest
+factor whose rows are the output channels, not to the finished kernel: autograd
+then keeps no full-size kernel copy per branch for the backward pass, which is
+most of OREPA's memory beyond its extra parameters.
 """
+from typing import Optional
+
 import torch
 from torch import Tensor, nn
 
@@ -14,6 +21,16 @@ from ..kernels import (avg_pool_kernel, compose_1x1_kxk, frequency_prior,
 SEPARABLE_EXPANSION = 8
 # The 1x1-kxk branch doubles its middle width for heavily grouped convs.
 WIDE_MIDDLE_ABOVE_GROUPS = 4
+
+
+def scale_rows(tensor: Tensor, scale: Optional[Tensor]) -> Tensor:
+    """Multiply row ``o`` (the output channel) of ``tensor`` by ``scale[o]``.
+
+    ``scale`` is ``(O,)``, ``(1,)`` (one value for all rows) or ``None`` (no-op).
+    """
+    if scale is None:
+        return tensor
+    return tensor * scale.reshape(-1, *([1] * (tensor.dim() - 1)))
 
 
 class _Branch(nn.Module):
@@ -34,7 +51,8 @@ class _Branch(nn.Module):
         for weight in weights:
             nn.init.kaiming_uniform_(weight, a=self.kaiming_a)
 
-    def kernel(self) -> Tensor:
+    def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
+        """The branch's ``(O, I/g, k, k)`` kernel, rows multiplied by ``scale``."""
         raise NotImplementedError
 
 
@@ -50,8 +68,8 @@ class OriginBranch(_Branch):
     def reset_parameters(self) -> None:
         self._kaiming(self.weight)
 
-    def kernel(self) -> Tensor:
-        return self.weight
+    def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
+        return scale_rows(self.weight, scale)
 
 
 class Conv1x1Branch(_Branch):
@@ -65,15 +83,15 @@ class Conv1x1Branch(_Branch):
     def reset_parameters(self) -> None:
         self._kaiming(self.weight)
 
-    def kernel(self) -> Tensor:
-        return pad_to_kernel_size(self.weight, self.kernel_size)
+    def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
+        return pad_to_kernel_size(scale_rows(self.weight, scale), self.kernel_size)
 
 
 class AvgBranch(Conv1x1Branch):
     """A 1x1 conv followed by ``k x k`` average pooling."""
 
-    def kernel(self) -> Tensor:
-        return avg_pool_kernel(self.weight, self.kernel_size)
+    def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
+        return avg_pool_kernel(scale_rows(self.weight, scale), self.kernel_size)
 
 
 class PriorBranch(Conv1x1Branch):
@@ -85,8 +103,8 @@ class PriorBranch(Conv1x1Branch):
         self.register_buffer('basis', frequency_prior(self.out_channels, self.kernel_size),
                              persistent=False)
 
-    def kernel(self) -> Tensor:
-        return self.weight * self.basis[:, None]
+    def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
+        return scale_rows(self.weight, scale) * self.basis[:, None]
 
 
 class Conv1x1KxKBranch(_Branch):
@@ -115,8 +133,9 @@ class Conv1x1KxKBranch(_Branch):
         nn.init.zeros_(self.delta)
         self._kaiming(self.conv2)
 
-    def kernel(self) -> Tensor:
-        return compose_1x1_kxk(self.identity + self.delta, self.conv2, self.groups)
+    def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
+        return compose_1x1_kxk(self.identity + self.delta, scale_rows(self.conv2, scale),
+                               self.groups)
 
 
 class SeparableBranch(_Branch):
@@ -133,9 +152,9 @@ class SeparableBranch(_Branch):
     def reset_parameters(self) -> None:
         self._kaiming(self.depthwise, self.pointwise)
 
-    def kernel(self) -> Tensor:
-        return separable_to_dense(self.depthwise, self.pointwise, SEPARABLE_EXPANSION,
-                                  self.groups)
+    def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
+        return separable_to_dense(self.depthwise, scale_rows(self.pointwise, scale),
+                                  SEPARABLE_EXPANSION, self.groups)
 
 
 class LinearChainBranch(_Branch):
@@ -159,5 +178,5 @@ class LinearChainBranch(_Branch):
             identity.copy_(torch.eye(identity.shape[0])[:, :, None, None])
         self._kaiming(learned)
 
-    def kernel(self) -> Tensor:
-        return compose_1x1_kxk(self.conv1, self.conv2)
+    def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
+        return compose_1x1_kxk(self.conv1, scale_rows(self.conv2, scale))
