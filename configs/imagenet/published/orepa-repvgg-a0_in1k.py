@@ -1,21 +1,7 @@
 # The authors' published OREPA-VGG-A0, ImageNet-1k, in mmorepa's train form.
 # Weights: python tools/convert_published.py SRC DST --arch repvgg-a0
 # (the converter's PUBLISHED_ARCHS['repvgg-a0'] holds the same backbone).
-_base_ = [
-    'mmpretrain::_base_/datasets/imagenet_bs32.py',
-    'mmpretrain::_base_/schedules/imagenet_bs256.py',
-    'mmpretrain::_base_/default_runtime.py',
-]
-custom_imports = dict(imports=['mmorepa'], allow_failed_imports=False)
-default_scope = 'mmpretrain'
-
+_base_ = './orepa-resnet18_in1k.py'
 model = dict(
-    type='ImageClassifier',
-    backbone=dict(type='OREPARepVGG', arch='A0', out_indices=(3, )),
-    neck=dict(type='GlobalAveragePooling'),
-    head=dict(
-        type='LinearClsHead',
-        num_classes=1000,
-        in_channels=1280,
-        loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
-        topk=(1, 5)))
+    backbone=dict(_delete_=True, type='OREPARepVGG', arch='A0', out_indices=(3, )),
+    head=dict(in_channels=1280))
