@@ -18,10 +18,8 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import load_checkpoint, load_state_dict
 
 import mmorepa  # noqa: F401  (registers the plugin, allows OpenMMLab checkpoints)
-from mmorepa.engine import (CheckpointError, build_model, deploy_checkpoint, deploy_config,
-                            read_checkpoint, save_atomic, verify_deploy_model)
-
-DEPLOY_SUFFIX = '_deploy.pth'
+from mmorepa.engine import (CheckpointError, build_model, deploy_config, export_deploy,
+                            read_checkpoint, verify_deploy_model)
 
 
 def parse_args(argv=None):
@@ -64,16 +62,12 @@ def main(argv=None):
         raise SystemExit(f'error: {args.checkpoint} does not fit the model of {args.config} '
                          f'(wrong architecture?):\n{error}')
     print(f'squeezing {args.checkpoint} ...')
-    target = os.path.join(args.out_dir, os.path.splitext(
-        os.path.basename(args.checkpoint))[0] + DEPLOY_SUFFIX)
     meta = dict(checkpoint.get('meta', {}), source_checkpoint=os.path.abspath(args.checkpoint))
     try:
-        save_atomic(deploy_checkpoint(model, meta), target, source=args.checkpoint)
+        target, config_path = export_deploy(model, deploy_cfg, args.checkpoint, args.out_dir,
+                                            args.out_dir, meta)
     except CheckpointError as error:
         raise SystemExit(f'error: {error}')
-    deploy_cfg.load_from = target
-    config_path = os.path.join(args.out_dir, 'deploy_config.py')
-    deploy_cfg.dump(config_path)
     load_checkpoint(deploy_model, target, map_location='cpu', strict=True, logger='silent')
     inputs = torch.randn(1, cfg.model.backbone.get('in_channels', 3), args.input_size,
                          args.input_size)

@@ -6,7 +6,8 @@ checkpoint (squeezed weights under the stock keys), and the check that the
 stock model reproduces the trained one.
 """
 import copy
-from typing import Any, Dict, Optional
+import os
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -14,6 +15,11 @@ from mmengine.registry import DefaultScope
 from torch import nn
 
 from ..layers import reparameterize
+from .checkpoint_io import save_atomic
+
+# Names of what an export writes: beside the checkpoint, and in a config folder.
+DEPLOY_SUFFIX = '_deploy.pth'
+DEPLOY_CONFIG_NAME = 'deploy_config.py'
 
 # Arguments that only the re-param backbones take.
 REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'rep_1x1', 'linear_stem', 'deploy',
@@ -105,6 +111,34 @@ def deploy_checkpoint(model: nn.Module, meta: Optional[dict] = None) -> Dict[str
     meta = dict(meta or {})
     meta['mmorepa'] = dict(squeezed=True)
     return dict(meta=meta, state_dict=squeezed_state_dict(model))
+
+
+def export_deploy(model: nn.Module, deploy_cfg: Config, checkpoint: str, checkpoint_dir: str,
+                  config_dir: str, meta: Optional[dict] = None) -> Tuple[str, str]:
+    """Write the deploy checkpoint and the deploy config of a trained model.
+
+    ``<checkpoint_dir>/<checkpoint name>_deploy.pth`` (atomically, never over
+    ``checkpoint``) and ``<config_dir>/deploy_config.py``, whose ``load_from``
+    points at it. ``deploy_cfg.load_from`` is set in place.
+
+    Args:
+        model (nn.Module): The trained model (not changed).
+        deploy_cfg (Config): Its deploy config (see :func:`deploy_config`).
+        checkpoint (str): The training checkpoint the export comes from.
+        checkpoint_dir (str): Folder of the deploy checkpoint.
+        config_dir (str): Folder of the deploy config.
+        meta (dict, optional): Kept in the deploy checkpoint.
+
+    Returns:
+        tuple[str, str]: Paths of the deploy checkpoint and the deploy config.
+    """
+    name = os.path.splitext(os.path.basename(checkpoint))[0]
+    target = os.path.join(checkpoint_dir, name + DEPLOY_SUFFIX)
+    save_atomic(deploy_checkpoint(model, meta), target, source=checkpoint)
+    deploy_cfg.load_from = target
+    config_path = os.path.join(config_dir, DEPLOY_CONFIG_NAME)
+    deploy_cfg.dump(config_path)
+    return target, config_path
 
 
 def max_output_difference(reference: Any, actual: Any) -> float:

@@ -7,11 +7,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from ..checkpoint_io import save_atomic
-from ..deploy import build_model, deploy_checkpoint, deploy_config, verify_deploy_model
-
-DEPLOY_SUFFIX = '_deploy.pth'
-DEPLOY_CONFIG_NAME = 'deploy_config.py'
+from ..deploy import build_model, deploy_config, export_deploy, verify_deploy_model
 
 
 @HOOKS.register_module()
@@ -56,12 +52,10 @@ class DeployCheckpointHook(Hook):
             return
         self._exported = checkpoint
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        target = os.path.splitext(checkpoint)[0] + DEPLOY_SUFFIX
         meta = dict(epoch=runner.epoch, iter=runner.iter, source_checkpoint=checkpoint)
-        save_atomic(deploy_checkpoint(model, meta), target, source=checkpoint)
         cfg = deploy_config(runner.cfg)
-        cfg.load_from = target
-        cfg.dump(os.path.join(runner.work_dir, DEPLOY_CONFIG_NAME))
+        target, _ = export_deploy(model, cfg, checkpoint, os.path.dirname(checkpoint),
+                                  runner.work_dir, meta)
         runner.logger.info(f'deploy checkpoint written: {target}')
         if self.verify:
             self._verify(runner, model, cfg, target)
