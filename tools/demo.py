@@ -15,7 +15,6 @@ import os
 import time
 
 import numpy as np
-import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image

@@ -21,7 +21,6 @@ PyTorch model as loaded (the train form for a train-form checkpoint, in eval
 mode), so it checks squeezing and export together.
 """
 import argparse
-import os
 import sys
 import warnings
 from typing import List, Sequence, Tuple
