@@ -12,6 +12,7 @@ from helpers import assert_close_to_scale, randomize_norms
 from mmorepa.kernels import (avg_pool_kernel, compose_1x1_kxk, compose_kxk_kxk,
                              fold_bias_into_bn_stats, frequency_prior, fuse_conv_bn,
                              pad_to_kernel_size, separable_to_dense)
+from mmorepa.kernels.row_scaled_product import row_scaled_product
 
 DTYPES = st.sampled_from([torch.float32, torch.float64])
 GROUPS = st.sampled_from([1, 2, 4])
@@ -139,6 +140,80 @@ def test_separable_to_dense_matches_depthwise_then_pointwise(groups, per_group, 
     dense = separable_to_dense(depthwise, pointwise, expansion, groups)
     actual = F.conv2d(x, dense, stride=stride, padding=pad, dilation=dilation, groups=groups)
     assert_close_to_scale(actual, expected)
+
+
+def _row_scaled_factors(equation, groups, scaling):
+    """Random (left, right, row_scale, reference kernel function) for an equation."""
+    out_per_group, in_per_group = 3, 2
+    if equation == 'compose':
+        mid_per_group = 4
+        left = rand(groups * out_per_group, mid_per_group, 3, 3)  # second conv
+        right = rand(groups * mid_per_group, in_per_group, 1, 1)  # 1x1 conv
+
+        def kernel(left, right, scale):
+            return compose_1x1_kxk(right, left, groups, scale)
+    else:
+        expansion = 3
+        left = rand(groups * out_per_group, expansion * in_per_group, 1, 1)  # pointwise
+        right = rand(expansion * in_per_group * groups, 1, 3, 3)  # depthwise
+
+        def kernel(left, right, scale):
+            return separable_to_dense(right, left, expansion, groups, scale)
+    scale = {None: None, 'vector': rand(left.shape[0]), 'scalar': rand(1)}[scaling]
+    return left, right, scale, kernel
+
+
+def _rows_scaled(kernel, scale):
+    return kernel if scale is None else kernel * scale.reshape(-1, 1, 1, 1)
+
+
+@pytest.mark.parametrize('equation', ['compose', 'separable'])
+@pytest.mark.parametrize('groups', [1, 2])
+@pytest.mark.parametrize('scaling', [None, 'vector', 'scalar'])
+def test_row_scaled_kernels_have_exact_gradients(equation, groups, scaling):
+    """The hand-written backward agrees with finite differences (float64)."""
+    left, right, scale, kernel = _row_scaled_factors(equation, groups, scaling)
+    inputs = [t.requires_grad_() for t in (left, right, scale) if t is not None]
+
+    def function(*tensors):
+        return kernel(tensors[0], tensors[1], tensors[2] if scale is not None else None)
+
+    assert torch.autograd.gradcheck(function, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize('equation', ['compose', 'separable'])
+@pytest.mark.parametrize('scaling', [None, 'vector', 'scalar'])
+def test_row_scale_equals_scaling_the_kernel(equation, scaling):
+    left, right, scale, kernel = _row_scaled_factors(equation, 2, scaling)
+    assert_close_to_scale(kernel(left, right, scale),
+                          _rows_scaled(kernel(left, right, None), scale))
+
+
+@pytest.mark.parametrize('equation', ['compose', 'separable'])
+def test_row_scaled_kernels_save_only_their_inputs(equation):
+    """Autograd keeps no kernel-size tensor but the factors themselves."""
+    left, right, scale, kernel = _row_scaled_factors(equation, 2, 'vector')
+    inputs = [t.requires_grad_() for t in (left, right, scale)]
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        kernel(left, right, scale)
+    input_storages = {t.untyped_storage().data_ptr() for t in inputs}
+    assert saved and all(t.untyped_storage().data_ptr() in input_storages for t in saved)
+
+
+def test_row_scaled_product_rejects_bad_arguments():
+    left, right = rand(2, 3, 4, 5), rand(2, 4, 6)
+    with pytest.raises(ValueError, match='equation'):
+        row_scaled_product('gots,goi->gois', left, right)
+    with pytest.raises(ValueError, match='row_scale'):
+        row_scaled_product('gots,gti->gois', left, right, rand(3))
+    with pytest.raises(ValueError, match='row_scale'):
+        compose_1x1_kxk(rand(4, 2, 1, 1), rand(6, 4, 3, 3), row_scale=rand(5))
 
 
 @pytest.mark.parametrize('out_channels', [1, 2, 5, 8])

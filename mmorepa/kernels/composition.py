@@ -1,7 +1,10 @@
 """Two convolutions in sequence, with no non-linearity between, as one kernel."""
-import torch
+from typing import Optional
+
 import torch.nn.functional as F
 from torch import Tensor
+
+from .row_scaled_product import grouped_row_scale, row_scaled_product
 
 
 def _check_groups(name: str, channels: int, groups: int) -> None:
@@ -9,16 +12,22 @@ def _check_groups(name: str, channels: int, groups: int) -> None:
         raise ValueError(f'{name} ({channels}) must be divisible by groups ({groups})')
 
 
-def compose_1x1_kxk(first: Tensor, second: Tensor, groups: int = 1) -> Tensor:
+def compose_1x1_kxk(first: Tensor,
+                    second: Tensor,
+                    groups: int = 1,
+                    row_scale: Optional[Tensor] = None) -> Tensor:
     """Kernel of a 1x1 conv followed by a k x k conv with the same groups.
 
-    ``W[o, i] = sum_t second[o, t] * first[t, i]`` within each group: a real
-    matrix product, ``(O/g * k*k, T/g) @ (T/g, I/g)`` per group.
+    ``W[o, i] = scale[o] * sum_t second[o, t] * first[t, i]`` within each
+    group: a real matrix product, ``(O/g * k*k, T/g) @ (T/g, I/g)`` per group.
+    Its backward pass keeps no copies (see :func:`row_scaled_product`).
 
     Args:
         first (Tensor): 1x1 kernel ``(T, I/g, 1, 1)``.
         second (Tensor): Kernel ``(O, T/g, kh, kw)``.
         groups (int): Groups of both convs. Default: 1.
+        row_scale (Tensor | None): Scale of each output channel, ``(O,)``, or
+            ``(1,)`` for all. Default: None (no scale).
 
     Returns:
         Tensor: Kernel ``(O, I/g, kh, kw)``.
@@ -32,7 +41,8 @@ def compose_1x1_kxk(first: Tensor, second: Tensor, groups: int = 1) -> Tensor:
                          f'{tuple(second.shape)} kernel at groups={groups}')
     first = first.reshape(groups, mid_per_group, in_per_group)
     second = second.reshape(groups, out // groups, mid_per_group, kh * kw)
-    kernel = torch.einsum('gots,gti->gois', second, first)
+    kernel = row_scaled_product('gots,gti->gois', second, first,
+                                grouped_row_scale(row_scale, out, groups))
     return kernel.reshape(out, in_per_group, kh, kw)
 
 

@@ -1,0 +1,112 @@
+"""A two-factor kernel product with per-row scales, whose backward keeps no copies.
+
+OREPA computes every branch kernel each training step, so what autograd keeps
+for the backward pass is paid on every layer. Written with plain autograd,
+``einsum(scale * left, right)`` saves the scaled copy of ``left`` (as large as
+a kernel) and einsum's permuted copies of both factors. This function saves
+only its inputs, which are parameters or small, and derives the scale's
+gradient from a product the backward computes anyway, so nothing is recomputed.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+def _parse(equation: str) -> Tuple[str, str, str]:
+    operands, _, result = equation.replace(' ', '').partition('->')
+    left, _, right = operands.partition(',')
+    if not (left and right and result) or left[:2] != result[:2] or left[1] in right:
+        raise ValueError(f'equation must read "LEFT,RIGHT->RESULT" with the same two leading '
+                         f'row axes in LEFT and RESULT and the second one absent from RIGHT, '
+                         f'got {equation!r}')
+    return left, right, result
+
+
+class _RowScaledProduct(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, equation: str, left: Tensor, right: Tensor,
+                row_scale: Optional[Tensor]) -> Tensor:
+        left_axes, right_axes, result_axes = _parse(equation)
+        # einsum returns a permuted view; the scale is applied while copying it
+        # to the contiguous layout that callers reshape without another copy.
+        product = torch.einsum(equation, left, right)
+        contiguous = torch.empty_like(product, memory_format=torch.contiguous_format)
+        if row_scale is None:
+            product = contiguous.copy_(product)
+        else:
+            product = torch.mul(product, _broadcastable(row_scale, product), out=contiguous)
+        ctx.axes = left_axes, right_axes, result_axes
+        ctx.save_for_backward(left, right, row_scale)
+        return product
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        left_axes, right_axes, result_axes = ctx.axes
+        left, right, row_scale = ctx.saved_tensors
+        need_left, need_right, need_scale = ctx.needs_input_grad[1:]
+        scale = None if row_scale is None else _broadcastable(row_scale, grad)
+        grad_left = grad_right = grad_scale = None
+        if need_right:
+            scaled_grad = grad if scale is None else grad * scale
+            grad_right = torch.einsum(f'{result_axes},{left_axes}->{right_axes}', scaled_grad,
+                                      left)
+        if need_left or need_scale:
+            # The gradient of the unscaled left factor; the scale's gradient is
+            # its row-wise dot product with the left factor itself.
+            # Contiguous, like the parameter whose gradient it becomes.
+            unscaled = torch.einsum(f'{result_axes},{right_axes}->{left_axes}', grad,
+                                    right).contiguous()
+            if need_scale:
+                grad_scale = torch.linalg.vecdot(unscaled.flatten(2), left.flatten(2))
+            if need_left:
+                grad_left = unscaled if row_scale is None else unscaled.mul_(
+                    _broadcastable(row_scale, unscaled))
+        return None, grad_left, grad_right, grad_scale
+
+
+def _broadcastable(row_scale: Tensor, tensor: Tensor) -> Tensor:
+    return row_scale.reshape(*row_scale.shape, *([1] * (tensor.dim() - row_scale.dim())))
+
+
+def row_scaled_product(equation: str, left: Tensor, right: Tensor,
+                       row_scale: Optional[Tensor] = None) -> Tensor:
+    """``einsum(equation, left, right)`` with its rows multiplied by ``row_scale``.
+
+    The rows are the two leading axes of ``left`` and of the result (group,
+    output channel); ``right`` must not have the second one. Differentiable in
+    all three tensors; the backward pass keeps only the inputs.
+
+    Args:
+        equation (str): ``'LEFT,RIGHT->RESULT'`` einsum equation, e.g.
+            ``'gots,gti->gois'``.
+        left (Tensor): The factor that carries the rows.
+        right (Tensor): The other factor.
+        row_scale (Tensor | None): Shape ``left.shape[:2]``; ``None``: no scale.
+
+    Returns:
+        Tensor: The scaled product.
+    """
+    if row_scale is not None and row_scale.shape != left.shape[:2]:
+        raise ValueError(f'row_scale must have shape {tuple(left.shape[:2])}, '
+                         f'got {tuple(row_scale.shape)}')
+    return _RowScaledProduct.apply(equation, left, right, row_scale)
+
+
+def grouped_row_scale(row_scale: Optional[Tensor], out_channels: int,
+                      groups: int) -> Optional[Tensor]:
+    """A per-output-channel scale as ``(groups, out_channels / groups)`` rows.
+
+    Args:
+        row_scale (Tensor | None): ``(out_channels,)``, ``(1,)`` (one value for
+            all channels) or ``None`` (returned as is).
+        out_channels (int): Output channels of the kernel.
+        groups (int): Groups of the kernel.
+    """
+    if row_scale is None:
+        return None
+    if row_scale.shape not in ((out_channels, ), (1, )):
+        raise ValueError(f'row_scale must have shape ({out_channels},) or (1,), '
+                         f'got {tuple(row_scale.shape)}')
+    return row_scale.expand(out_channels).reshape(groups, out_channels // groups)
