@@ -57,6 +57,14 @@ def test_every_variant_is_measured_with_plain_as_reference(tiny_run):
         squeezed = modes['infer'][1]
         assert infer[squeezed]['params_deploy'] == infer['stock']['params_deploy']
         assert train[squeezed]['params_deploy'] == train['plain']['params_deploy']
+        # The OREPA variant alone says where its time goes.
+        breakdown = {variant for variant, result in train.items()
+                     if 'kernel_generation_s' in result}
+        assert breakdown == {squeezed}
+        result = train[squeezed]
+        assert result['products_s'] > 0 and result['kernel_generation_s'] > 0
+        assert result['kernel_generation_share'] == pytest.approx(
+            result['kernel_generation_s'] / train['plain']['median_s'])
 
 
 def test_runs_progress_and_outputs(tiny_run):
@@ -65,6 +73,7 @@ def test_runs_progress_and_outputs(tiny_run):
     assert report['settings']['batch'] == 2 and report['settings']['threads'] == 1
     assert stdout.count('round 1/1') == 10  # one progress line per measurement
     assert 'Training step: batch 2, 32x32' in stdout
+    assert stdout.count('of which 1x1-kxk products') == 2  # one line per OREPA variant
     assert (out / 'benchmark.png').stat().st_size > 0
 
 

@@ -20,6 +20,12 @@ in a fresh process (this script with ``--worker``), the variants interleaved
 over ``--repeats`` rounds (A B C A B C); the summary takes medians over the
 rounds and gives ratios to the plain network.
 
+For the OREPA variants the worker also times, after the steps, where their
+extra cost comes from: generating every layer's kernel (forward + backward,
+no feature maps) and, within it, the 1x1-kxk branches' matrix products alone,
+which no ordering of the work can avoid. Both are quoted as a share of the
+plain network's step.
+
 Also measured, in the same rounds: inference throughput (images/s, eval,
 ``no_grad``) of the squeezed OREPA model against the stock plain network of
 the same architecture.
@@ -193,6 +199,29 @@ def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: to
     return step
 
 
+def kernel_generation_times(model: nn.Module, steps: int, warmup: int,
+                            device: torch.device) -> dict:
+    """Seconds to generate (forward + backward) every squeezed kernel of ``model``,
+    and the 1x1-kxk branch products alone; medians of ``steps`` runs."""
+    from mmorepa.layers import ReparamConv2d
+    from mmorepa.layers.orepa_branches import Conv1x1KxKBranch
+    layers = [module for module in model.modules() if isinstance(module, ReparamConv2d)]
+    products = [module for module in model.modules() if isinstance(module, Conv1x1KxKBranch)]
+
+    def generate(kernels: Callable[[], List[torch.Tensor]]) -> Callable[[], None]:
+        def run() -> None:
+            outputs = kernels()
+            torch.autograd.backward(outputs, [torch.ones_like(output) for output in outputs])
+
+        return run
+
+    all_kernels = generate(lambda: [layer.squeezed_kernel()[0] for layer in layers])
+    product_kernels = generate(lambda: [branch.kernel() for branch in products])
+    return dict(
+        kernel_generation_s=statistics.median(time_steps(all_kernels, steps, warmup, device)),
+        products_s=statistics.median(time_steps(product_kernels, steps, warmup, device)))
+
+
 def measure_training(args: argparse.Namespace, device: torch.device) -> dict:
     """Step times, peak memory and parameter counts of one training variant."""
     from mmorepa import reparameterize
@@ -204,8 +233,11 @@ def measure_training(args: argparse.Namespace, device: torch.device) -> dict:
     times = time_steps(training_step(model, optimizer, inputs, labels), args.steps,
                        args.warmup, device)
     peak = peak_memory_mb(device)  # before squeezing, which copies the model
-    return dict(times_s=times, peak_memory_mb=peak, params_train=count_params(model),
-                params_deploy=count_params(reparameterize(model.eval())))
+    result = dict(times_s=times, peak_memory_mb=peak, params_train=count_params(model))
+    if args.variant in DEPLOYED_VARIANT.values():
+        result.update(kernel_generation_times(model, args.steps, args.warmup, device))
+    result['params_deploy'] = count_params(reparameterize(model.eval()))
+    return result
 
 
 def measure_inference(args: argparse.Namespace, device: torch.device) -> dict:
@@ -319,6 +351,9 @@ def summarize(runs: List[dict], archs: Sequence[str], batch: int) -> dict:
                     peak_memory_mb=_median_of(mine, 'peak_memory_mb'),
                     params_train=mine[0]['params_train'],
                     params_deploy=mine[0]['params_deploy'], rounds=len(mine))
+                for key in ('kernel_generation_s', 'products_s'):
+                    if key in mine[0]:
+                        entry[mode][variant][key] = _median_of(mine, key)
         add_ratios(entry['train'], PLAIN)
         for result in entry['infer'].values():
             result['images_per_s'] = batch / result['median_s']
@@ -335,6 +370,9 @@ def add_ratios(results: Dict[str, dict], reference: str) -> None:
     for result in results.values():
         result['time_ratio'] = result['median_s'] / base['median_s']
         result['memory_ratio'] = result['peak_memory_mb'] / base['peak_memory_mb']
+        for key in ('kernel_generation_s', 'products_s'):
+            if key in result:
+                result[key.replace('_s', '_share')] = result[key] / base['median_s']
 
 
 def format_tables(summary: dict, args: argparse.Namespace) -> str:
@@ -353,6 +391,14 @@ def format_tables(summary: dict, args: argparse.Namespace) -> str:
                 f"{r['params_deploy'] / 1e6:>11.2f} M {r['median_s']:>9.4f} s "
                 f"({r['time_ratio']:.2f}x) {r['peak_memory_mb']:>8.0f} MB "
                 f"({r['memory_ratio']:.2f}x)")
+    lines += ['', 'Where the OREPA step time goes (forward + backward, no feature maps), '
+              'as a share of the plain step']
+    for arch, entry in summary.items():
+        for variant, r in entry['train'].items():
+            if 'kernel_generation_s' in r:
+                lines.append(f"{arch:<10} {variant:<10} all kernels {r['kernel_generation_s']:.4f} s "
+                             f"({r['kernel_generation_share']:.2f}); of which 1x1-kxk products "
+                             f"{r['products_s']:.4f} s ({r['products_share']:.2f})")
     lines += ['', 'Deployed inference (eval, no_grad): squeezed model vs stock plain network',
               f"{'arch':<10} {'model':<18} {'params':>10} {'images/s':>10} {'ratio':>7}"]
     for arch, entry in summary.items():
