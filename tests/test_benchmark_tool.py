@@ -73,7 +73,7 @@ def test_runs_progress_and_outputs(tiny_run):
     assert report['settings']['batch'] == 2 and report['settings']['threads'] == 1
     assert stdout.count('round 1/1') == 10  # one progress line per measurement
     assert 'Training step: batch 2, 32x32' in stdout
-    assert stdout.count('of which 1x1-kxk products') == 2  # one line per OREPA variant
+    assert stdout.count('of which matrix products') == 2  # one line per OREPA variant
     assert (out / 'benchmark.png').stat().st_size > 0
 
 

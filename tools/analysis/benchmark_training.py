@@ -22,9 +22,9 @@ rounds and gives ratios to the plain network.
 
 For the OREPA variants the worker also times, after the steps, where their
 extra cost comes from: generating every layer's kernel (forward + backward,
-no feature maps) and, within it, the 1x1-kxk branches' matrix products alone,
-which no ordering of the work can avoid. Both are quoted as a share of the
-plain network's step.
+no feature maps) and, within it, the branches that are real matrix products
+alone (1x1-kxk, and Rep-1x1's chain of two 1x1 kernels), which no ordering of
+the work can avoid. Both are quoted as a share of the plain network's step.
 
 Also measured, in the same rounds: inference throughput (images/s, eval,
 ``no_grad``) of the squeezed OREPA model against the stock plain network of
@@ -202,11 +202,12 @@ def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: to
 def kernel_generation_times(model: nn.Module, steps: int, warmup: int,
                             device: torch.device) -> dict:
     """Seconds to generate (forward + backward) every squeezed kernel of ``model``,
-    and the 1x1-kxk branch products alone; medians of ``steps`` runs."""
+    and the matrix-product branches alone; medians of ``steps`` runs."""
     from mmorepa.layers import ReparamConv2d
-    from mmorepa.layers.orepa_branches import Conv1x1KxKBranch
+    from mmorepa.layers.orepa_branches import Conv1x1KxKBranch, LinearChainBranch
     layers = [module for module in model.modules() if isinstance(module, ReparamConv2d)]
-    products = [module for module in model.modules() if isinstance(module, Conv1x1KxKBranch)]
+    products = [module for module in model.modules()
+                if isinstance(module, (Conv1x1KxKBranch, LinearChainBranch))]
 
     def generate(kernels: Callable[[], List[torch.Tensor]]) -> Callable[[], None]:
         def run() -> None:
@@ -397,7 +398,7 @@ def format_tables(summary: dict, args: argparse.Namespace) -> str:
         for variant, r in entry['train'].items():
             if 'kernel_generation_s' in r:
                 lines.append(f"{arch:<10} {variant:<10} all kernels {r['kernel_generation_s']:.4f} s "
-                             f"({r['kernel_generation_share']:.2f}); of which 1x1-kxk products "
+                             f"({r['kernel_generation_share']:.2f}); of which matrix products "
                              f"{r['products_s']:.4f} s ({r['products_share']:.2f})")
     lines += ['', 'Deployed inference (eval, no_grad): squeezed model vs stock plain network',
               f"{'arch':<10} {'model':<18} {'params':>10} {'images/s':>10} {'ratio':>7}"]
