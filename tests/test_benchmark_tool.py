@@ -72,6 +72,15 @@ def test_runs_progress_and_outputs(tiny_run):
     assert len(report['runs']) == 10  # 2 archs x (3 train + 2 infer) x 1 round
     assert report['settings']['batch'] == 2 and report['settings']['threads'] == 1
     assert stdout.count('round 1/1') == 10  # one progress line per measurement
+    # Each training variant has a process of its own; the inference pair of an
+    # arch shares one, timed batch by batch.
+    train_pids = [run['pid'] for run in report['runs'] if run['mode'] == 'train']
+    assert len(set(train_pids)) == len(train_pids) == 6
+    for arch in EXPECTED_VARIANTS:
+        pair = [run for run in report['runs'] if run['arch'] == arch and run['mode'] == 'infer']
+        assert len(pair) == 2 and pair[0]['pid'] == pair[1]['pid']
+        assert pair[0]['pid'] not in train_pids
+        assert len(pair[0]['times_s']) == len(pair[1]['times_s']) == 2
     assert 'Training step: batch 2, 32x32' in stdout
     assert stdout.count('of which matrix products') == 2  # one line per OREPA variant
     assert (out / 'benchmark.png').stat().st_size > 0

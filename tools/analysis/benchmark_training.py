@@ -15,8 +15,8 @@ median of ``--steps`` steps after ``--warmup`` steps. Peak memory is, on a
 GPU, ``torch.cuda.max_memory_allocated`` over the timed steps; on the CPU,
 the process's peak resident size (``ru_maxrss``), which includes the
 interpreter and the imported libraries (the same for every variant; the
-JSON records the size before the model was built). Every measurement runs
-in a fresh process (this script with ``--worker``), the variants interleaved
+JSON records the size before the model was built). Every training variant
+runs in a fresh process (this script with ``--worker``), the variants interleaved
 over ``--repeats`` rounds (A B C A B C); the summary takes medians over the
 rounds and gives ratios to the plain network.
 
@@ -28,7 +28,9 @@ the work can avoid. Both are quoted as a share of the plain network's step.
 
 Also measured, in the same rounds: inference throughput (images/s, eval,
 ``no_grad``) of the squeezed OREPA model against the stock plain network of
-the same architecture.
+the same architecture. These two share one process and alternate batch by
+batch: their networks are identical, and timed in separate processes the same
+network differed by up to 7 % with each process's memory history.
 
 Writes ``OUT/benchmark.json`` (settings, summary, every run) and
 ``OUT/benchmark.png`` (time and memory bars per variant).
@@ -241,27 +243,40 @@ def measure_training(args: argparse.Namespace, device: torch.device) -> dict:
     return result
 
 
-def measure_inference(args: argparse.Namespace, device: torch.device) -> dict:
-    """Forward times of the squeezed variant (or the stock network) in eval mode."""
+def measure_inference(args: argparse.Namespace, device: torch.device) -> List[dict]:
+    """Forward times (eval mode) of the squeezed variant and of the stock network,
+    alternating batch by batch in this process."""
     from mmorepa import reparameterize
-    model = build_classifier(args.arch, args.variant).eval()
-    if args.variant != STOCK:
-        model = reparameterize(model, inplace=True)
-    model.to(device)
+    models = {
+        STOCK: build_classifier(args.arch, STOCK).eval().to(device),
+        args.variant: reparameterize(build_classifier(args.arch, args.variant).eval(),
+                                     inplace=True).to(device),
+    }
     inputs = torch.randn(args.batch, IN_CHANNELS, args.size, args.size, device=device)
 
-    def forward() -> None:
-        with torch.no_grad():
-            model(inputs)
+    def forward(model: nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            with torch.no_grad():
+                model(inputs)
 
-    times = time_steps(forward, args.steps, args.warmup, device)
-    params = count_params(model)
-    return dict(times_s=times, peak_memory_mb=peak_memory_mb(device), params_train=params,
-                params_deploy=params)
+        return run
+
+    times = {name: [] for name in models}
+    for index in range(args.warmup + args.steps):
+        for name, model in models.items():
+            seconds = timed(forward(model), device)
+            if index >= args.warmup:
+                times[name].append(seconds)
+    peak = peak_memory_mb(device)
+    return [
+        dict(variant=name, times_s=times[name], peak_memory_mb=peak,
+             params_train=count_params(model), params_deploy=count_params(model))
+        for name, model in models.items()
+    ]
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    """Measure one variant in this process and print the result as one JSON line."""
+    """Measure one job in this process; print its runs as one JSON list."""
     import mmorepa  # noqa: F401  (the same imports, hence baseline memory, for every variant)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -269,30 +284,32 @@ def run_worker(args: argparse.Namespace) -> int:
     if device.type == 'cuda':
         torch.backends.cudnn.benchmark = True  # as in training; the warm-up tunes it
     rss_before_model_mb = peak_rss_mb()
-    measure = measure_training if args.mode == 'train' else measure_inference
-    result = measure(args, device)
-    result.update(arch=args.arch, variant=args.variant, mode=args.mode,
-                  median_s=statistics.median(result['times_s']),
-                  rss_before_model_mb=rss_before_model_mb,
-                  memory_source=('torch.cuda.max_memory_allocated' if device.type == 'cuda'
-                                 else 'ru_maxrss'))
-    print(json.dumps(result))
+    if args.mode == 'train':
+        results = [dict(measure_training(args, device), variant=args.variant)]
+    else:
+        results = measure_inference(args, device)
+    for result in results:
+        result.update(arch=args.arch, mode=args.mode, pid=os.getpid(),
+                      median_s=statistics.median(result['times_s']),
+                      rss_before_model_mb=rss_before_model_mb,
+                      memory_source=('torch.cuda.max_memory_allocated'
+                                     if device.type == 'cuda' else 'ru_maxrss'))
+    print(json.dumps(results))
     return 0
 
 
 def measurement_plan(archs: Sequence[str]) -> List[dict]:
-    """One round of measurements: every training variant, then the inference pair."""
+    """One round of jobs: every training variant, then the inference pair."""
     plan = []
     for arch in archs:
         family = ARCHS[arch]['family']
         plan += [dict(arch=arch, variant=variant, mode='train') for variant in VARIANTS[family]]
-        plan += [dict(arch=arch, variant=variant, mode='infer')
-                 for variant in (STOCK, DEPLOYED_VARIANT[family])]
+        plan.append(dict(arch=arch, variant=DEPLOYED_VARIANT[family], mode='infer'))
     return plan
 
 
-def spawn_worker(job: dict, args: argparse.Namespace) -> dict:
-    """Run one measurement in a fresh process of this script; its JSON result."""
+def spawn_worker(job: dict, args: argparse.Namespace) -> List[dict]:
+    """Run one job in a fresh process of this script; its runs."""
     command = [
         sys.executable, os.path.abspath(__file__), '--worker', '--archs', job['arch'],
         '--variant', job['variant'], '--mode', job['mode'], '--batch', str(args.batch),
@@ -300,7 +317,7 @@ def spawn_worker(job: dict, args: argparse.Namespace) -> dict:
         '--threads', str(args.threads), '--device', args.device
     ]
     done = subprocess.run(command, capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith('{')]
+    lines = [line for line in done.stdout.splitlines() if line.startswith('[{')]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"worker for {job} failed (exit {done.returncode}):\n"
                            f'{done.stderr[-3000:]}')
@@ -315,16 +332,17 @@ def progress_line(index: int, total: int, repeat: int, repeats: int, run: dict) 
 
 
 def run_all(args: argparse.Namespace) -> List[dict]:
-    """Every measurement of the plan, the rounds interleaved (A B C A B C)."""
+    """Every job of the plan, the rounds interleaved (A B C A B C)."""
     plan = measurement_plan(args.archs)
     total = len(plan) * args.repeats
     runs = []
     for repeat in range(args.repeats):
-        for job in plan:
-            run = spawn_worker(job, args)
-            run['round'] = repeat
-            runs.append(run)
-            print(progress_line(len(runs), total, repeat, args.repeats, run), flush=True)
+        for index, job in enumerate(plan):
+            for run in spawn_worker(job, args):
+                run['round'] = repeat
+                runs.append(run)
+                print(progress_line(repeat * len(plan) + index + 1, total, repeat, args.repeats,
+                                    run), flush=True)
     return runs
 
 
@@ -505,7 +523,7 @@ def _check_worker_args(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error(f'--worker needs --mode, one of {MODES}')
     args.arch = args.archs[0]
     family = ARCHS[args.arch]['family']
-    allowed = VARIANTS[family] if args.mode == 'train' else (STOCK, DEPLOYED_VARIANT[family])
+    allowed = VARIANTS[family] if args.mode == 'train' else (DEPLOYED_VARIANT[family], )
     if args.variant not in allowed:
         parser.error(f'--variant for {args.arch} in mode {args.mode!r} must be one of '
                      f'{allowed}, got {args.variant!r}')
@@ -516,8 +534,9 @@ def main(argv=None) -> int:
     if args.worker:
         return run_worker(args)
     plan = measurement_plan(args.archs)
-    print(f'{len(plan) * args.repeats} measurements, each in its own process '
-          f'({len(plan)} per round, {args.repeats} round(s))', flush=True)
+    print(f'{len(plan) * args.repeats} jobs, each in its own process ({len(plan)} per round, '
+          f'{args.repeats} round(s)); an inference job times the stock and the squeezed '
+          'network together', flush=True)
     try:
         runs = run_all(args)
     except RuntimeError as error:
