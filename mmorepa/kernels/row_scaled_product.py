@@ -46,10 +46,9 @@ class _RowScaledProduct(torch.autograd.Function):
         left_axes, right_axes, result_axes = ctx.axes
         left, right, row_scale = ctx.saved_tensors
         need_left, need_right, need_scale = ctx.needs_input_grad[1:]
-        scale = None if row_scale is None else _broadcastable(row_scale, grad)
         grad_left = grad_right = grad_scale = None
         if need_right:
-            scaled_grad = grad if scale is None else grad * scale
+            scaled_grad = grad if row_scale is None else grad * _broadcastable(row_scale, grad)
             grad_right = torch.einsum(f'{result_axes},{left_axes}->{right_axes}', scaled_grad,
                                       left)
         if need_left or need_scale:

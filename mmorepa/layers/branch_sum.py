@@ -47,13 +47,10 @@ class BranchSum(nn.ModuleDict):
                 self.scales.copy_(self.init_scales[:, None].expand_as(self.scales))
 
     def kernel(self) -> Tensor:
-        # Each branch applies its scale where it is cheapest (see orepa_branches).
-        kernels = (branch.kernel(None if self.scales is None else self.scales[index])
-                   for index, branch in enumerate(self.values()))
-        total = next(kernels)
-        for position, branch_kernel in enumerate(kernels):
-            # The first sum is a new tensor (a branch kernel may be a parameter);
-            # the rest add into it: the sum keeps nothing for backward, so this
-            # saves one kernel-size allocation per branch and step.
-            total = total + branch_kernel if position == 0 else total.add_(branch_kernel)
-        return total
+        kernel = None
+        for index, branch in enumerate(self.values()):
+            # Each branch applies its scale where it is cheapest (see orepa_branches).
+            scale = None if self.scales is None else self.scales[index]
+            branch_kernel = branch.kernel(scale)
+            kernel = branch_kernel if kernel is None else kernel + branch_kernel
+        return kernel

@@ -6,9 +6,9 @@ feature map. Learned kernels start Kaiming-uniform with slope ``kaiming_a``.
 
 The branch's scale (one value per output channel) multiplies a parameter, never
 an intermediate kernel that autograd would then keep: the single-weight branches
-scale their weight before the fixed spatial pattern is applied; the two product
-branches hand it to the kernel algebra (``row_scale``), whose backward keeps
-only the factors.
+scale their weight before the fixed spatial pattern is applied; the product
+branches (1x1-kxk, separable, 1x1 chain) hand it to the kernel algebra
+(``row_scale``), whose backward keeps only the factors.
 """
 from typing import Optional
 
