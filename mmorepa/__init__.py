@@ -5,11 +5,14 @@ config) registers the layers, backbones and hooks in mmengine's root
 registries, which mmpretrain, mmdet and mmseg all fall back to, and makes
 torch's weights-only loader accept OpenMMLab checkpoints.
 """
-from .backbones import OREPARepVGG, OREPAResNet
+from .backbones import OREPARepVGG, OREPAResNet, OREPAResNetV1c, OREPAResNetV1d
 from .engine import allow_openmmlab_checkpoints
 from .layers import reparameterize
 from .version import __version__
 
 allow_openmmlab_checkpoints()
 
-__all__ = ['OREPAResNet', 'OREPARepVGG', 'reparameterize', 'allow_openmmlab_checkpoints', '__version__']
+__all__ = [
+    'OREPAResNet', 'OREPAResNetV1c', 'OREPAResNetV1d', 'OREPARepVGG', 'reparameterize',
+    'allow_openmmlab_checkpoints', '__version__'
+]

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from helpers import assert_close_to_scale, randomize_norms, randomize_scales
-from mmorepa import OREPARepVGG, OREPAResNet, reparameterize
+from mmorepa import OREPARepVGG, OREPAResNet, OREPAResNetV1c, reparameterize
 from mmorepa.layers import DBBConv2d, ReparamConv2d
 
 STOCK_RESNETS = {
@@ -169,3 +169,46 @@ def test_repvgg_layout_and_errors():
         OREPARepVGG('A0', reparam='dbb')
     with pytest.raises(ValueError, match='arch'):
         OREPARepVGG('Z9')
+
+
+def test_switch_to_deploy_gives_what_deploy_true_builds():
+    """mmpretrain's reparameterize tool calls switch_to_deploy(); the config with
+    model.backbone.deploy=True must load the result strictly."""
+    for kwargs in (dict(depth=50), dict(depth=18, reparam='dbb'),
+                   dict(depth=50, groups=32, width_per_group=4)):
+        model = randomize_norms(OREPAResNet(**kwargs)).eval()
+        x = torch.randn(1, 3, 32, 32)
+        with torch.no_grad():
+            expected = model(x)
+            model.switch_to_deploy()
+            assert model.deploy and not any(isinstance(m, ReparamConv2d) for m in model.modules())
+            built = OREPAResNet(**kwargs, deploy=True)
+            built.load_state_dict(model.state_dict(), strict=True)
+            built.eval()
+            for ours, theirs in zip(expected, built(x)):
+                assert_close_to_scale(theirs, ours)
+    vgg = OREPARepVGG('A0')
+    vgg.switch_to_deploy()
+    OREPARepVGG('A0', deploy=True).load_state_dict(vgg.state_dict(), strict=True)
+
+
+@pytest.mark.parametrize('cfg, scope, stock', [
+    (dict(type='OREPAResNet', depth=50, reparam='dbb'), 'mmdet', dict(type='ResNet', depth=50)),
+    (dict(type='OREPAResNet', depth=50, groups=32, width_per_group=4), 'mmdet',
+     dict(type='ResNeXt', depth=50, groups=32, base_width=4)),
+    (dict(type='OREPAResNet', depth=50, groups=32, base_width=4), 'mmpretrain',
+     dict(type='ResNeXt', depth=50, groups=32, width_per_group=4)),
+    (dict(type='OREPAResNetV1c', depth=50), 'mmseg', dict(type='ResNetV1c', depth=50)),
+    (dict(type='OREPARepVGG', arch='A0', reparam='orepa'), 'mmpretrain',
+     dict(type='RepVGG', arch='A0', deploy=True)),
+])
+def test_each_backbone_names_its_stock_counterpart(cfg, scope, stock):
+    from mmengine.registry import MODELS
+    config = MODELS.get(cfg['type']).stock_config(cfg, scope)
+    assert {k: config[k] for k in stock} == stock
+    assert not set(config) & {'reparam', 'branches', 'scaling', 'rep_1x1', 'linear_stem'}
+
+
+def test_mmpretrain_has_no_deep_stem_of_mmseg_layout():
+    with pytest.raises(ValueError, match='deep stem'):
+        OREPAResNetV1c.stock_config(dict(type='OREPAResNetV1c', depth=50), 'mmpretrain')

@@ -10,6 +10,7 @@ logits in float64.
 """
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,8 @@ import torch.nn.functional as F
 from mmengine import Config
 from mmpretrain.registry import MODELS
 
-from mmorepa.engine import (PUBLISHED_ARCHS, CheckpointError, convert_published_state_dict,
-                            read_checkpoint)
+from mmorepa.engine import ReparamError, convert_published_state_dict, read_checkpoint
+from tools.convert_published import parse_args, published_archs
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / 'configs' / 'imagenet' / 'published' / 'orepa-{arch}_in1k.py'
@@ -109,7 +110,8 @@ class PublishedBuilder:
             name('avg_conv'): self.kernel(out_channels, in_per_group, 1, 1),
             name('avg_avg'): torch.full((k, k), 1 / k**2, dtype=self.dtype),
             name('pfir_conv'): self.kernel(out_channels, in_per_group, 1, 1),
-            name('prior'): spec_prior(out_channels, self.dtype),
+            # The published buffer is a float32 tensor whatever the dtype of the rest.
+            name('prior'): spec_prior(out_channels, torch.float32).to(self.dtype),
             # A non-zero delta: trained checkpoints have moved away from zero.
             name('1x1_kxk_idconv1'): self.randn(middle, in_per_group, 1, 1, fan_in=in_per_group),
             f'{prefix}.id_tensor': identity,
@@ -148,12 +150,8 @@ class PublishedBuilder:
         self.state['linear.bias'] = self.randn(1000)
 
 
-def spec_prior(out_channels, dtype):
-    """The frequency prior F (sec. 3.1), written out entry by entry.
-
-    Rounded through float32: the published buffer is a float32 tensor whatever
-    the dtype of the rest (and so is mmorepa's, built before ``.double()``).
-    """
+def spec_prior(out_channels, dtype=torch.float64):
+    """The frequency prior F (sec. 3.1), written out entry by entry in float64."""
     half = out_channels / 2
     rows = []
     for o in range(out_channels):
@@ -162,7 +160,7 @@ def spec_prior(out_channels, dtype):
         else:
             rows.append([[math.cos(math.pi * (w + 0.5) * (o + 1 - half) / 3) for w in range(3)]
                          for _ in range(3)])
-    return torch.tensor(rows, dtype=torch.float32).to(dtype)
+    return torch.tensor(rows, dtype=torch.float64).to(dtype)
 
 
 def published_resnet(arch, builder):
@@ -200,8 +198,8 @@ def published_vgg_block(builder, prefix, in_channels, out_channels, stride):
     identity = in_channels == out_channels and stride == 1
     builder.orepa(f'{prefix}.rbr_dense', in_channels, out_channels, naming='rbr',
                   unused_row=identity)
-    builder.state[f'{prefix}.rbr_1x1.conv.weight'] = builder.kernel(out_channels, in_channels,
-                                                                     1, 1)
+    builder.state[f'{prefix}.rbr_1x1.conv.weight'] = builder.kernel(
+        out_channels, in_channels, 1, 1)
     builder.bn(f'{prefix}.rbr_1x1.bn', out_channels)
     if identity:
         builder.bn(f'{prefix}.rbr_identity', in_channels)
@@ -260,7 +258,9 @@ def ref_orepa_kernel(state, prefix, naming='orepa', groups=1):
     kernels = {
         'origin': origin,
         'avg': torch.einsum('oi,hw->oihw', weight('avg_conv')[:, :, 0, 0], weight('avg_avg')),
-        'prior': torch.einsum('oi,ohw->oihw', weight('pfir_conv')[:, :, 0, 0], weight('prior')),
+        # The filter itself, in float64: a float64 model computes with the exact basis.
+        'prior': torch.einsum('oi,ohw->oihw', weight('pfir_conv')[:, :, 0, 0],
+                              spec_prior(out).to(origin.dtype)),
         '1x1_kxk': torch.cat([
             torch.einsum('othw,ti->oihw', second[g * out // groups:(g + 1) * out // groups],
                          first[g * middle // groups:(g + 1) * middle // groups])
@@ -372,15 +372,14 @@ def relative_error(actual, expected):
     return ((actual - expected).abs().max() / expected.abs().max()).item()
 
 
-def test_arch_table_lists_every_published_model_and_its_config():
-    assert sorted(PUBLISHED_ARCHS) == sorted([*RESNETS, *VGGS])
-    for arch, spec in PUBLISHED_ARCHS.items():
+def test_every_published_model_has_a_config():
+    assert published_archs() == sorted([*RESNETS, *VGGS])
+    for arch in published_archs():
         cfg = Config.fromfile(str(CONFIG).format(arch=arch))
         assert cfg.custom_imports == dict(imports=['mmorepa'], allow_failed_imports=False)
         assert cfg.default_scope == 'mmpretrain'
-        assert cfg.model.backbone == spec.backbone, arch
-        assert cfg.model.head.in_channels == spec.head_in_channels, arch
         assert cfg.model.neck.type == 'GlobalAveragePooling'
+        assert cfg.model.backbone.out_indices == (3, )
 
 
 # Logits are compared for one arch of each kind of block; the other archs
@@ -390,14 +389,14 @@ LOGITS_ARCHS = ['resnet18', 'resnet50', 'resnext50', 'repvgg-a0']
 
 def load_converted(arch, published, dtype):
     """The config's classifier with the converted checkpoint, loaded strictly."""
-    converted = convert_published_state_dict(published, arch)
     model = build_classifier(arch, dtype)
+    converted = convert_published_state_dict(published, model)
     assert set(converted) == set(model.state_dict())
     model.load_state_dict(converted, strict=True)
     return model
 
 
-@pytest.mark.parametrize('arch', sorted(set(PUBLISHED_ARCHS) - set(LOGITS_ARCHS)))
+@pytest.mark.parametrize('arch', sorted(set(RESNETS) | set(VGGS) - set(LOGITS_ARCHS)))
 def test_converted_keys_are_exactly_those_of_the_config_model(arch):
     """A converted random checkpoint loads strictly into its config's model
     (the archs of the logits test are loaded the same way there)."""
@@ -450,11 +449,16 @@ def test_converted_model_reproduces_published_logits(arch):
             _restore(state[target], kept)
 
 
-def test_wrapped_prefixed_and_countless_checkpoints_convert_alike():
+@pytest.fixture(scope='module')
+def a0_model():
+    return build_classifier('repvgg-a0')
+
+
+def test_wrapped_prefixed_and_countless_checkpoints_convert_alike(a0_model):
     published = published_state_dict('repvgg-a0', dtype=torch.float32)
-    bare = convert_published_state_dict(published, 'repvgg-a0')
+    bare = convert_published_state_dict(published, a0_model)
     wrapped = {'state_dict': {f'module.{k}': v for k, v in published.items()}, 'epoch': 120}
-    from_wrapped = convert_published_state_dict(wrapped, 'repvgg-a0')
+    from_wrapped = convert_published_state_dict(wrapped, a0_model)
     assert from_wrapped.keys() == bare.keys()
     assert all(torch.equal(from_wrapped[k], v) for k, v in bare.items())
     without_buffers = {
@@ -462,11 +466,11 @@ def test_wrapped_prefixed_and_countless_checkpoints_convert_alike():
         for k, v in published.items()
         if not k.endswith(('num_batches_tracked', 'id_tensor', '_avg_avg', '_rbr_prior'))
     }
-    converted = convert_published_state_dict(without_buffers, 'repvgg-a0')
+    converted = convert_published_state_dict(without_buffers, a0_model)
     assert converted.keys() == bare.keys()
     counts = [v for k, v in converted.items() if k.endswith('num_batches_tracked')]
     assert all(c.dtype == torch.long and c.item() == 0 for c in counts)
-    build_classifier('repvgg-a0').load_state_dict(converted, strict=True)
+    a0_model.load_state_dict(converted, strict=True)
 
 
 @pytest.fixture(scope='module')
@@ -474,47 +478,49 @@ def small_published():
     return published_state_dict('repvgg-a0', dtype=torch.float32)
 
 
-def test_unknown_arch_lists_the_allowed_ones(small_published):
-    with pytest.raises(ValueError, match=r"arch must be one of .*'resnet18'.*'repvgg-a2'"):
-        convert_published_state_dict(small_published, 'resnet152')
+def test_unknown_arch_lists_the_allowed_ones(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(['src.pth', 'dst.pth', '--arch', 'resnet152'])
+    assert re.search(r"--arch: invalid choice: 'resnet152'.*'repvgg-a0'.*'wrn18-2x'",
+                     capsys.readouterr().err)
 
 
-def test_missing_and_unexpected_keys_are_named(small_published):
+def test_missing_and_unexpected_keys_are_named(small_published, a0_model):
     broken = dict(small_published)
     del broken['stage2.3.rbr_dense.weight_rbr_gconv_pw']
     broken['stage2.3.rbr_dense.weight_rbr_extra'] = torch.zeros(1)
-    with pytest.raises(ValueError) as info:
-        convert_published_state_dict(broken, 'repvgg-a0')
+    with pytest.raises(ReparamError) as info:
+        convert_published_state_dict(broken, a0_model)
     message = str(info.value)
-    assert "'repvgg-a0'" in message
+    assert 'OREPARepVGG' in message
     assert '1 missing key(s): stage2.3.rbr_dense.weight_rbr_gconv_pw' in message
     assert '1 unexpected key(s): stage2.3.rbr_dense.weight_rbr_extra' in message
 
 
 def test_another_archs_checkpoint_is_refused_by_shape_and_by_name(small_published):
-    with pytest.raises(ValueError, match=r'tensor\(s\) of the wrong shape.*stage0\.'):
-        convert_published_state_dict(small_published, 'repvgg-a1')
-    with pytest.raises(ValueError) as info:
-        convert_published_state_dict(small_published, 'resnet18')
+    with pytest.raises(ReparamError, match=r'tensor\(s\) of the wrong shape.*stage0\.'):
+        convert_published_state_dict(small_published, build_classifier('repvgg-a1'))
+    with pytest.raises(ReparamError) as info:
+        convert_published_state_dict(small_published, build_classifier('resnet18'))
     message = str(info.value)
-    # Long lists are cut: 20 names, then a count.
-    assert 'missing key(s): stage0.conv1.weight0.vector' in message
+    # Long lists are cut: a dozen names, then a count.
+    assert 'missing key(s): stage0.conv1.bn.bias' in message
     assert '... and' in message and 'more' in message
 
 
-def test_fixed_buffers_unlike_the_published_model_are_refused(small_published):
+def test_fixed_buffers_unlike_the_published_model_are_refused(small_published, a0_model):
     broken = dict(small_published)
     key = 'stage1.1.rbr_dense.id_tensor'
     broken[key] = torch.zeros_like(broken[key])
-    with pytest.raises(ValueError, match=r'fixed buffer.*stage1\.1\.rbr_dense\.id_tensor'):
-        convert_published_state_dict(broken, 'repvgg-a0')
+    with pytest.raises(ReparamError, match=r'fixed buffer.*stage1\.1\.rbr_dense\.id_tensor'):
+        convert_published_state_dict(broken, a0_model)
 
 
-def test_non_state_dicts_are_refused():
-    with pytest.raises(TypeError, match='must be a dict'):
-        convert_published_state_dict([1, 2], 'repvgg-a0')
-    with pytest.raises(TypeError, match="not: 'epoch'|not: epoch"):
-        convert_published_state_dict({'epoch': 3}, 'repvgg-a0')
+def test_non_state_dicts_are_refused(a0_model):
+    with pytest.raises(ReparamError, match='must be a dict'):
+        convert_published_state_dict([1, 2], a0_model)
+    with pytest.raises(ReparamError, match="not: 'epoch'|not: epoch"):
+        convert_published_state_dict({'epoch': 3}, a0_model)
 
 
 # ---------------------------------------------------------------------------
@@ -529,13 +535,13 @@ def run_tool(*args):
 def published_file(tmp_path_factory, small_published):
     path = tmp_path_factory.mktemp('published') / 'orepa_vgg_a0.pth.tar'
     # As a training script saves it: wrapped, DataParallel-prefixed.
-    torch.save({'epoch': 120, 'state_dict': {f'module.{k}': v
-                                              for k, v in small_published.items()}}, path)
+    wrapped = {f'module.{k}': v for k, v in small_published.items()}
+    torch.save({'epoch': 120, 'state_dict': wrapped}, path)
     return path
 
 
 def test_cli_writes_a_checkpoint_only_with_force_over_an_existing_file(
-        published_file, small_published, tmp_path):
+        published_file, small_published, a0_model, tmp_path):
     dst = tmp_path / 'out' / 'orepa-repvgg-a0_in1k.pth'
     dst.parent.mkdir()
     dst.write_bytes(b'keep me')
@@ -547,7 +553,7 @@ def test_cli_writes_a_checkpoint_only_with_force_over_an_existing_file(
     done = run_tool(published_file, dst, '--arch', 'repvgg-a0', '--force')
     assert done.returncode == 0, done.stderr
     assert '[1/3]' in done.stdout and '[3/3]' in done.stdout
-    expected = convert_published_state_dict(small_published, 'repvgg-a0')
+    expected = convert_published_state_dict(small_published, a0_model)
     assert f'{len(expected)} converted tensors' in done.stdout
     checkpoint = torch.load(dst, weights_only=True)
     assert checkpoint['meta']['arch'] == 'repvgg-a0'
@@ -579,7 +585,7 @@ def test_truncated_files_are_reported(published_file, tmp_path):
     # In-process: the same loader as the CLI, without a second slow start-up.
     src = tmp_path / 'truncated.pth'
     src.write_bytes(published_file.read_bytes()[:100_000])
-    with pytest.raises(CheckpointError, match='cannot read.*truncated'):
+    with pytest.raises(ReparamError, match='cannot read.*truncated'):
         read_checkpoint(str(src))
 
 

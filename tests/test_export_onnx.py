@@ -4,7 +4,6 @@ Tolerance: onnxruntime against the *unsqueezed* model in eval mode,
 ``max|onnx - torch| <= 1e-4 x max|torch output|`` (float32), on a 1x3x64x64
 input.
 """
-import importlib.util
 import os
 
 import numpy as np
@@ -15,7 +14,9 @@ import torch
 from mmengine.config import Config
 
 from helpers import randomize_norms, randomize_scales
-from mmorepa.engine import build_model, deploy_checkpoint, deploy_config, save_atomic
+from mmorepa.engine import build_model, deploy_config, save_atomic, squeezed_state_dict
+from mmorepa.engine import onnx_export as engine_onnx
+from tools import export_onnx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, 'configs/imagenet/orepa-resnet18_8xb32-120e_in1k.py')
@@ -23,17 +24,6 @@ SHAPE = ('--shape', '64', '64')
 RELATIVE_TOLERANCE = 1e-4
 # Convs of the stock ResNet-18: stem, 8 basic blocks x 2, 3 downsample shortcuts.
 RESNET18_CONVS = 1 + 16 + 3
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'export_onnx', os.path.join(ROOT, 'tools', 'export_onnx.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-export_onnx = load_tool()
 
 
 @pytest.fixture(scope='module')
@@ -93,7 +83,7 @@ def test_backbone_only(trained, tmp_path):
 def test_squeezed_checkpoint_with_train_or_deploy_config(trained, tmp_path):
     model, cfg, _ = trained
     squeezed = str(tmp_path / 'orepa-r18_deploy.pth')
-    save_atomic(deploy_checkpoint(model), squeezed)
+    save_atomic(dict(meta={}, state_dict=squeezed_state_dict(model)), squeezed)
     deploy_cfg = str(tmp_path / 'deploy_config.py')
     deploy_config(cfg).dump(deploy_cfg)
     inputs = torch.randn(1, 3, 64, 64)
@@ -105,16 +95,17 @@ def test_squeezed_checkpoint_with_train_or_deploy_config(trained, tmp_path):
         assert_matches(run_onnx(output, inputs)[0], logits)
 
 
-def test_verification_failure_exits_non_zero(trained, tmp_path, monkeypatch):
+def test_verification_failure_exits_non_zero(trained, tmp_path, monkeypatch, capsys):
     _, _, checkpoint = trained
-    original = export_onnx.onnxruntime_outputs
+    original = engine_onnx.onnxruntime_outputs
 
     def perturbed(path, inputs):
         return [output + np.abs(output).max() * 1e-3 for output in original(path, inputs)]
 
-    monkeypatch.setattr(export_onnx, 'onnxruntime_outputs', perturbed)
+    monkeypatch.setattr(engine_onnx, 'onnxruntime_outputs', perturbed)
     output = str(tmp_path / 'model.onnx')
     assert export_onnx.main([CONFIG, checkpoint, output, *SHAPE, '--verify']) == 1
+    assert 'error: verification failed' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('arguments, message', [
@@ -140,12 +131,14 @@ def test_refuses_to_overwrite_the_checkpoint(trained, capsys):
     assert (os.path.getmtime(checkpoint), os.path.getsize(checkpoint)) == before
 
 
-def test_checkpoint_of_another_architecture_is_refused(trained, tmp_path):
+def test_checkpoint_of_another_architecture_is_refused(trained, tmp_path, capsys):
     model, _, _ = trained
     state_dict = model.state_dict()
     state_dict.pop('head.fc.weight')
     wrong = str(tmp_path / 'wrong.pth')
     torch.save(dict(state_dict=state_dict), wrong)
-    with pytest.raises(SystemExit, match='fits neither the model of the config'):
-        export_onnx.main([CONFIG, wrong, str(tmp_path / 'model.onnx'), *SHAPE])
+    assert export_onnx.main([CONFIG, wrong, str(tmp_path / 'model.onnx'), *SHAPE]) == 1
+    error = capsys.readouterr().err
+    assert 'fits neither the train form nor the squeezed form' in error
+    assert '1 missing key(s): head.fc.weight' in error
     assert not os.path.exists(tmp_path / 'model.onnx')

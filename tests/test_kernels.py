@@ -11,8 +11,10 @@ from torch import nn
 from helpers import assert_close_to_scale, randomize_norms
 from mmorepa.kernels import (avg_pool_kernel, compose_1x1_kxk, compose_kxk_kxk,
                              fold_bias_into_bn_stats, frequency_prior, fuse_conv_bn,
-                             pad_to_kernel_size, separable_to_dense)
+                             grouped_identity, pad_to_kernel_size, separable_to_dense,
+                             solve_second_kernel)
 from mmorepa.kernels.row_scaled_product import row_scaled_product
+from mmorepa.layers.orepa_branches import PriorBranch
 
 DTYPES = st.sampled_from([torch.float32, torch.float64])
 GROUPS = st.sampled_from([1, 2, 4])
@@ -182,6 +184,47 @@ def test_row_scaled_kernels_have_exact_gradients(equation, groups, scaling):
 
 
 @pytest.mark.parametrize('equation', ['compose', 'separable'])
+@pytest.mark.parametrize('groups', [1, 2])
+@pytest.mark.parametrize('scaling', [None, 'vector', 'scalar'])
+def test_row_scaled_kernels_have_exact_second_derivatives(equation, groups, scaling):
+    """Double backward (gradient penalties) agrees with finite differences (float64)."""
+    left, right, scale, kernel = _row_scaled_factors(equation, groups, scaling)
+    inputs = [t.requires_grad_() for t in (left, right, scale) if t is not None]
+
+    def function(*tensors):
+        return kernel(tensors[0], tensors[1], tensors[2] if scale is not None else None)
+
+    assert torch.autograd.gradgradcheck(function, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize('equation', ['compose', 'separable'])
+@pytest.mark.parametrize('scaling', [None, 'vector', 'scalar'])
+@pytest.mark.parametrize('autocast_in_backward', [False, True])
+def test_row_scaled_kernels_under_autocast(equation, scaling, autocast_in_backward):
+    """bfloat16 autocast: the product runs in bfloat16, every gradient comes back
+    finite, in its input's dtype and within bfloat16's precision (relative 3e-2
+    of the largest entry) of float32's."""
+    factors = [t if t is None else t.float() for t in _row_scaled_factors(equation, 2,
+                                                                          scaling)[:3]]
+    kernel = _row_scaled_factors(equation, 2, scaling)[3]
+    grads = {}
+    for amp in (False, True):
+        inputs = [t.detach().clone().requires_grad_() if t is not None else None
+                  for t in factors]
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
+            out = kernel(*inputs)
+            assert out.dtype == (torch.bfloat16 if amp else torch.float32)
+            if autocast_in_backward:
+                (out.float() ** 2).sum().backward()
+        if not autocast_in_backward:
+            (out.float() ** 2).sum().backward()
+        grads[amp] = [t.grad for t in inputs if t is not None]
+    for exact, mixed in zip(grads[False], grads[True]):
+        assert mixed.dtype == torch.float32 and torch.isfinite(mixed).all()
+        assert_close_to_scale(mixed, exact, rel=3e-2)
+
+
+@pytest.mark.parametrize('equation', ['compose', 'separable'])
 @pytest.mark.parametrize('scaling', [None, 'vector', 'scalar'])
 def test_row_scale_equals_scaling_the_kernel(equation, scaling):
     left, right, scale, kernel = _row_scaled_factors(equation, 2, scaling)
@@ -229,3 +272,57 @@ def test_frequency_prior_follows_its_formula(out_channels, k):
                 else:
                     want = math.cos(math.pi * (w + 0.5) * (o + 1 - half) / k)
                 assert basis[o, h, w].item() == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize('out_channels, k', [(6, 3), (7, 5), (64, 3)])
+def test_frequency_prior_is_rounded_once(out_channels, k):
+    """Every dtype gets the float64 basis rounded once, also after a cast of its
+    module (a float32 buffer cast to float64 would keep float32's error)."""
+    exact = frequency_prior(out_channels, k, dtype=torch.float64)
+    assert torch.equal(frequency_prior(out_channels, k), exact.float())
+    branch = PriorBranch(4, out_channels, k, 1, 0.0)
+    assert torch.equal(branch.basis, exact.float())
+    assert torch.equal(branch.double().basis, exact)
+    assert torch.equal(branch.float().basis, exact.float())
+    assert torch.equal(branch.half().basis, exact.half())
+
+
+@given(rows=st.integers(1, 9), in_per_group=st.integers(1, 4))
+def test_grouped_identity_copies_the_input_channels(rows, in_per_group):
+    identity = grouped_identity(rows, in_per_group)
+    x = rand(2, in_per_group, 3, 3, dtype=torch.float32)
+    out = F.conv2d(x, identity)
+    for t in range(rows):
+        assert torch.equal(out[:, t], x[:, t % in_per_group])
+
+
+@given(groups=st.sampled_from([1, 2]), in_per_group=st.integers(1, 2),
+       mid_per_group=st.sampled_from([1, 2, 12, 16]), k1=st.sampled_from([3, 5]))
+def test_solve_second_kernel_composes_to_the_target(groups, in_per_group, mid_per_group, k1):
+    """Random kernels with many more unknowns (M/g * 9) than equations
+    (I/g * (k1 + 2)^2): the solve is exact. With fewer, it reports a residual.
+    Either way it is the smallest change of the kernel."""
+    first = rand(groups * mid_per_group, in_per_group, k1, k1)
+    second = rand(groups * 3, mid_per_group, 3, 3)
+    target = rand(groups * 3, in_per_group, k1 + 2, k1 + 2)
+    solved, residual, condition = solve_second_kernel(first, second, target, groups)
+    assert condition >= 1
+    if mid_per_group * 9 >= 2 * in_per_group * (k1 + 2)**2:
+        assert residual <= 1e-10 and condition < 1e6
+        assert_close_to_scale(compose_kxk_kxk(first, solved, groups), target)
+    elif mid_per_group * 9 < in_per_group * (k1 + 2)**2:
+        assert residual > 1e-3
+    step = solved - second
+    # The smallest change: the step has no component in the map's null space,
+    # whose vectors the solve itself gives (the solution for target zero).
+    for _ in range(3):
+        other = rand(*second.shape)
+        null = solve_second_kernel(first, other, torch.zeros_like(target), groups)[0]
+        scale = compose_kxk_kxk(first, other, groups).abs().max()
+        assert compose_kxk_kxk(first, null, groups).abs().max() <= 1e-9 * scale
+        assert abs((step * null).sum()) <= 1e-9 * step.norm() * other.norm()
+
+
+def test_solve_second_kernel_checks_the_target_shape():
+    with pytest.raises(ValueError, match='target must have shape'):
+        solve_second_kernel(rand(4, 1, 3, 3), rand(2, 4, 3, 3), rand(2, 1, 3, 3))

@@ -1,9 +1,12 @@
 """Full models of each library's shipped configs, with the OREPA backbone: a
 training step and an inference on CPU (small inputs)."""
+import os
+
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 
@@ -95,19 +98,61 @@ def test_shipped_config_trains_and_predicts_with_orepa_backbone(name):
 
 SHIPPED = sorted(str(p) for p in __import__('pathlib').Path('configs').rglob('*.py')
                  if '_base_' not in p.parts)
+STOCK_TYPES = ('ResNet', 'ResNetV1c', 'ResNeXt', 'RepVGG')
+
+
+def is_plain_row(config):
+    """Deploy configs and the plain baselines: stock backbones, no plugin."""
+    name = os.path.basename(config)
+    return '/deploy/' in config or not any(tag in name for tag in ('orepa', 'dbb'))
 
 
 @pytest.mark.parametrize('config', SHIPPED)
 def test_every_shipped_config_builds_its_backbone(config):
     cfg = Config.fromfile(config)
-    if '/deploy/' in config:  # stock models: no plugin, no export
+    if is_plain_row(config):
         assert 'custom_imports' not in cfg and not cfg.get('custom_hooks')
+        assert cfg.model.backbone.type in STOCK_TYPES
     else:
         assert 'mmorepa' in cfg.custom_imports.imports
-    if '/deploy/' not in config and 'published' not in config:
+    if not is_plain_row(config) and 'published' not in config:
         assert [h['type'] for h in cfg.custom_hooks] == ['DeployCheckpointHook']
     backbone = cfg.model.backbone
     backbone.pop('init_cfg', None)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         from mmengine.registry import MODELS
         assert type(MODELS.build(backbone)).__name__ == backbone.type
+
+
+# The deeper and wider rows inherit their recipe from these.
+IMAGENET_ROWS = sorted(p for p in SHIPPED if '/imagenet/' in p and 'published' not in p
+                       and not any(tag in p for tag in ('resnet101', '-A1', '-A2')))
+
+
+@pytest.mark.parametrize('config', IMAGENET_ROWS)
+def test_imagenet_rows_use_the_authors_recipe(config):
+    """Every Table 4 row: SGD with no weight decay on norms and biases, biases at
+    twice the learning rate (norm biases too), scales and kernels decayed;
+    PyTorch's default start with every BN at gamma = 1."""
+    cfg = Config.fromfile(config)
+    cfg.model.head.num_classes = 10
+    model = mmorepa.engine.build_model(cfg)
+    model.init_weights()
+    names = {id(p): name for name, p in model.named_parameters()}
+    norms = {f'{n}.{p}' for n, m in model.named_modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+             for p in ('weight', 'bias')}
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    checked = 0
+    for group in wrapper.optimizer.param_groups:
+        for param in group['params']:
+            name = names[id(param)]
+            bias, norm = name.endswith('.bias'), name in norms
+            assert group['lr'] == pytest.approx(0.2 if bias else 0.1), name
+            assert group['weight_decay'] == (0.0 if bias or norm else 1e-4), name
+            checked += 1
+    assert checked == len(names)
+    if 'vgg' not in config.lower():
+        gammas = [m.weight for m in model.backbone.modules()
+                  if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        assert gammas and all(torch.equal(g, torch.ones_like(g)) for g in gammas)

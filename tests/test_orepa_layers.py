@@ -200,3 +200,89 @@ def test_other_layers_reject_bad_arguments():
         OREPALargeConv2d(3, 8, 6)
     with pytest.raises(ValueError, match='kernel_size'):
         OREPALargeConv2d(3, 8, 3)
+
+
+def _others(layer, solved):
+    """Every tensor of ``layer`` except those of the branch that was solved."""
+    return {name: t.clone() for name, t in layer.named_parameters() if solved not in name}
+
+
+@given(geometry=conv_geometry(kernel_sizes=(1, 3, 5)),
+       branches=st.lists(st.sampled_from(list(OREPA_BRANCHES)), min_size=1, max_size=6,
+                         unique=True),
+       scaling=st.sampled_from(['vector', 'scalar', None]), dtype=DTYPES)
+def test_orepa_conv_takes_any_kernel_into_one_branch(geometry, branches, scaling, dtype):
+    """The inverse of squeezing: after set_squeezed_kernel the layer is the given
+    conv (float64 1e-10, float32 1e-4 of scale); the branches other than the
+    solved one keep their values. Without origin and 1x1-kxk no branch can hold
+    every kernel, which is an error."""
+    layer = randomize_scales(OREPAConv2d(**geometry, branches=branches, scaling=scaling))
+    layer = layer.to(dtype)
+    kernel = torch.randn(layer.kernel_shape, dtype=dtype)
+    bias = torch.randn(layer.out_channels, dtype=dtype) if geometry['bias'] else None
+    solved = 'origin' if 'origin' in branches else '1x1_kxk' if '1x1_kxk' in branches else None
+    if solved is None:
+        with pytest.raises(ValueError, match="keep 'origin' or '1x1_kxk'"):
+            layer.set_squeezed_kernel(kernel, bias)
+        return
+    kept = _others(layer, f'branches.{solved}.')
+    layer.set_squeezed_kernel(kernel, bias)
+    with torch.no_grad():
+        squeezed, squeezed_bias = layer.squeezed_kernel()
+        assert_close_to_scale(squeezed, kernel)
+        if bias is not None:
+            assert torch.equal(squeezed_bias, bias)
+    assert all(torch.equal(t, kept[name]) for name, t in layer.named_parameters()
+               if name in kept and name != 'bias')
+
+
+@given(cin=st.integers(1, 12), cout=st.integers(1, 12),
+       scaling=st.sampled_from(['vector', 'scalar', None]), dtype=DTYPES)
+def test_rep_1x1_takes_any_kernel(cin, cout, scaling, dtype):
+    layer = randomize_scales(OREPA1x1Conv2d(cin, cout, scaling=scaling)).to(dtype)
+    kernel = torch.randn(layer.kernel_shape, dtype=dtype)
+    chain = _others(layer, 'branches.origin.')
+    layer.set_squeezed_kernel(kernel)
+    with torch.no_grad():
+        assert_close_to_scale(layer.squeezed_kernel()[0], kernel)
+    assert all(torch.equal(t, chain[name]) for name, t in layer.named_parameters()
+               if name in chain)
+
+
+def test_zero_scale_where_the_kernel_must_change_is_an_error():
+    layer = OREPAConv2d(4, 4, 3, padding=1)
+    with torch.no_grad():
+        layer.branches.scales[0, 2] = 0.0
+    with pytest.raises(ValueError, match=r'output channels \[2\] have a zero scale'):
+        layer.set_squeezed_kernel(torch.randn(layer.kernel_shape))
+
+
+@pytest.mark.parametrize('dtype, tolerance', [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize('in_channels, out_channels, kernel_size', [(3, 64, 7), (3, 32, 5)])
+def test_linear_deep_stem_takes_a_stock_kernel(dtype, tolerance, in_channels, out_channels,
+                                               kernel_size):
+    """The stock 7x7 stem solved into the last 3x3 generator: exact (relative
+    1e-5 of scale in float32, 1e-10 in float64) with the first generators
+    untouched."""
+    torch.manual_seed(0)
+    stem = OREPALargeConv2d(in_channels, out_channels, kernel_size, stride=2,
+                            padding=kernel_size // 2).to(dtype)
+    kernel = torch.randn(stem.kernel_shape, dtype=dtype) * 0.05
+    kept = _others(stem, f'generators.{len(stem.generators) - 1}.origin.')
+    stem.set_squeezed_kernel(kernel)
+    with torch.no_grad():
+        assert_close_to_scale(stem.squeezed_kernel()[0], kernel, rel=tolerance)
+        x = torch.randn(2, in_channels, 32, 32, dtype=dtype)
+        expected = nn.functional.conv2d(x, kernel, stride=2, padding=kernel_size // 2)
+        assert_close_to_scale(stem(x), expected, rel=tolerance)
+    assert all(torch.equal(t, kept[name]) for name, t in stem.named_parameters() if name in kept)
+
+
+def test_linear_deep_stem_refuses_a_kernel_it_cannot_hold():
+    """8 output channels of 3x3 generators cannot make every 5x5 kernel from 64
+    inputs: the solve is inexact, and says so instead of loading a wrong kernel."""
+    stem = OREPALargeConv2d(64, 8, 5, padding=2)
+    before = {name: t.clone() for name, t in stem.state_dict().items()}
+    with pytest.raises(ValueError, match='relative residual .* needs residual <= 1e-10'):
+        stem.set_squeezed_kernel(torch.randn(stem.kernel_shape))
+    assert all(torch.equal(t, before[name]) for name, t in stem.state_dict().items())

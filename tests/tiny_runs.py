@@ -1,11 +1,12 @@
 """Shipped configs shrunk for a CPU test: only data paths, image sizes,
-iteration counts and score thresholds are overridden."""
+iteration counts and score thresholds are overridden, and the backbone starts
+from a stock ResNet checkpoint of the config's library."""
 import os
 
 import torch
 from mmengine.config import Config
 
-from mmorepa import OREPAResNet
+from mmorepa.engine import build_model, deploy_config
 
 from tiny_datasets import COCO_CLASSES, make_cityscapes, make_coco, make_imagenet_folders
 
@@ -31,31 +32,85 @@ def _loader(loader, dataset, batch_size, replace=False):
     return loader
 
 
-def make_imagenet_checkpoint(path, depth=50):
-    """An mmpretrain-classifier checkpoint of an OREPA-ResNet in train form:
-    what the COCO / Cityscapes configs start from.
+def _measured_statistics(backbone):
+    """BatchNorm statistics measured on random images, as a trained checkpoint
+    has them: the detection configs keep norms in eval mode, where unit
+    statistics would let activations explode through 50 layers."""
+    for module in backbone.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.momentum = None  # cumulative average over the batches
+    backbone.train()
+    with torch.no_grad():
+        for _ in range(2):
+            backbone(torch.randn(8, 3, 64, 64))
+    backbone.eval()  # the stock ResNets' train() returns None
+    return backbone
 
-    Random weights, but BatchNorm statistics measured on random images, as a
-    trained checkpoint has them: the detection configs keep norms in eval mode,
-    where unit statistics would let activations explode through 50 layers.
-    """
+
+# Stock ResNets of each library, saved as their users have them: an mmpretrain
+# classifier checkpoint (keys under 'backbone.', a head beside), or a bare
+# torchvision state dict (what 'torchvision://resnet50' loads: 'fc.*' beside,
+# no 'num_batches_tracked').
+STOCK = {
+    'mmpretrain': (lambda: __import__('mmpretrain.models', fromlist=['ResNet']).ResNet(
+        18, out_indices=(3, ), zero_init_residual=False), 'backbone.'),
+    'mmdet': (lambda: __import__('mmdet.models', fromlist=['ResNet']).ResNet(
+        50, zero_init_residual=False), None),
+    'mmseg': (lambda: __import__('mmseg.models', fromlist=['ResNet']).ResNet(
+        50, deep_stem=False, zero_init_residual=False), 'backbone.'),
+}
+
+
+def stock_backbone(scope, checkpoint=None, cfg=None):
+    """The stock backbone of ``scope`` (with the arguments of the stock
+    counterpart of ``cfg``'s backbone, when given), loaded from ``checkpoint``."""
+    build, prefix = STOCK[scope]
+    torch.manual_seed(0)
+    backbone = build() if cfg is None else build_model(deploy_config(cfg)).backbone
+    if checkpoint is not None:
+        state = torch.load(checkpoint, weights_only=True)
+        state = state.get('state_dict', state)
+        if prefix:
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        else:
+            state = {k: v for k, v in state.items() if not k.startswith('fc.')}
+        backbone.load_state_dict(state, strict=True)
+    backbone.eval()  # the stock ResNets' train() returns None
+    return backbone
+
+
+def make_stock_checkpoint(scope, path):
+    """A stock ResNet checkpoint of ``scope`` in the form its users have."""
     if not os.path.exists(path):
-        torch.manual_seed(0)
-        backbone = OREPAResNet(depth, out_indices=(3, ))
-        for module in backbone.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.momentum = None  # cumulative average over the batches
-        with torch.no_grad():
-            for _ in range(2):
-                backbone(torch.randn(8, 3, 64, 64))
-        state = {f'backbone.{k}': v for k, v in backbone.state_dict().items()}
-        torch.save(dict(state_dict=state, meta=dict()), path)
+        backbone = stock_backbone(scope)
+        backbone.init_weights()  # the library's Kaiming start, every residual branch on
+        backbone = _measured_statistics(backbone)
+        state = backbone.state_dict()
+        if STOCK[scope][1]:
+            state = {f'backbone.{k}': v for k, v in state.items()}
+            state['head.fc.weight'] = torch.randn(4, 512)
+            torch.save(dict(state_dict=state, meta=dict()), path)
+        else:
+            state = {k: v for k, v in state.items() if not k.endswith('num_batches_tracked')}
+            state.update({'fc.weight': torch.randn(1000, 2048), 'fc.bias': torch.zeros(1000)})
+            torch.save(state, path)
     return path
 
 
-def _pretrained(cfg, data_root):
-    cfg.model.backbone.init_cfg.checkpoint = make_imagenet_checkpoint(
-        os.path.join(os.path.dirname(data_root), 'orepa-resnet50_in1k.pth'))
+def start_from_stock(cfg, data_root):
+    """The backbone starts from its library's stock ResNet through
+    ``init_cfg=Pretrained``, as a user keeps it; its outputs before the first
+    step are recorded (``RecordBackboneHook``)."""
+    scope = cfg.default_scope
+    checkpoint = make_stock_checkpoint(
+        scope, os.path.join(os.path.dirname(data_root), f'stock-{scope}.pth'))
+    cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=checkpoint)
+    if STOCK[scope][1]:
+        cfg.model.backbone.init_cfg.prefix = STOCK[scope][1]
+    cfg.custom_imports = dict(imports=['mmorepa', 'record_outputs_hook'],
+                              allow_failed_imports=False)
+    cfg.custom_hooks.append(dict(type='RecordBackboneHook'))
+    return checkpoint
 
 
 def _runtime(cfg, work_dir, by_epoch):
@@ -83,13 +138,14 @@ def classification(config, data_root, work_dir):
         _loader(loader, dataset, 4, replace=True)
     cfg.val_evaluator = cfg.test_evaluator = dict(type='Accuracy', topk=(1, ))
     cfg.train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
+    start_from_stock(cfg, data_root)
     return _runtime(cfg, work_dir, by_epoch=True)
 
 
 def detection(config, data_root, work_dir):
     make_coco(data_root)
     cfg = Config.fromfile(config)
-    _pretrained(cfg, data_root)
+    start_from_stock(cfg, data_root)
     sizes = {'Resize': (128, 96)}
     dataset = dict(data_root=data_root, ann_file='annotations/instances.json',
                    data_prefix=dict(img='images/'), metainfo=dict(classes=COCO_CLASSES))
@@ -97,9 +153,8 @@ def detection(config, data_root, work_dir):
         loader = cfg[f'{name}_dataloader']
         _shrink(loader.dataset.pipeline, sizes)
         _loader(loader, dataset, 2)
-    metric = dict(type='CocoMetric', ann_file=os.path.join(data_root,
-                                                          'annotations/instances.json'),
-                  metric='bbox', format_only=False)
+    annotations = os.path.join(data_root, 'annotations/instances.json')
+    metric = dict(type='CocoMetric', ann_file=annotations, metric='bbox', format_only=False)
     cfg.val_evaluator = cfg.test_evaluator = metric
     cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1, val_interval=1)
     heads = [cfg.model.roi_head.bbox_head] if 'roi_head' in cfg.model else [cfg.model.bbox_head]
@@ -117,7 +172,7 @@ def detection(config, data_root, work_dir):
 def segmentation(config, data_root, work_dir):
     make_cityscapes(data_root)
     cfg = Config.fromfile(config)
-    _pretrained(cfg, data_root)
+    start_from_stock(cfg, data_root)
     sizes = {'RandomResize': (128, 64), 'RandomCrop': (64, 64), 'Resize': (128, 64)}
     cfg.model.data_preprocessor.size = (64, 64)
     cfg.crop_size = (64, 64)

@@ -11,6 +11,7 @@ import argparse
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -26,7 +27,9 @@ def parse_args(argv=None):
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from CKPT, or from the latest checkpoint of the '
                         'work dir when no CKPT is given')
-    parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
+    parser.add_argument('--amp', action='store_true',
+                        help='automatic mixed precision: float16 on a GPU (AmpOptimWrapper), '
+                        'bfloat16 on the CPU (CPUAmpOptimWrapper)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. train_cfg.max_epochs=2')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -46,9 +49,11 @@ def build_config(args):
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    if args.amp:
+    if args.amp and torch.cuda.is_available():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    elif args.amp:  # mmengine's AmpOptimWrapper needs a GPU
+        cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None

@@ -1,3 +1,3 @@
-_base_ = './orepa-resnet34_8xb32-120e_in1k.py'
-# Table 4 row: ResNet-34, DBB (offline re-parameterization).
-model = dict(backbone=dict(reparam='dbb'))
+_base_ = ['./resnet34_8xb32-120e_in1k.py', '../_base_/orepa_plugin.py']
+# Table 4 row: ResNet-34, DBB (offline re-parameterization, published layout).
+model = dict(backbone=dict(type='OREPAResNet', reparam='dbb'))

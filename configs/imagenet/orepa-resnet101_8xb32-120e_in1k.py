@@ -1,3 +1,3 @@
-_base_ = './orepa-resnet18_8xb32-120e_in1k.py'
+_base_ = ['./resnet101_8xb32-120e_in1k.py', '../_base_/orepa_plugin.py']
 # Table 4 row: ResNet-101, OREPA.
-model = dict(backbone=dict(depth=101), head=dict(in_channels=2048))
+model = dict(backbone=dict(type='OREPAResNet', reparam='orepa'))

@@ -1,3 +1,3 @@
-_base_ = './orepa-resnet18_8xb32-120e_in1k.py'
+_base_ = ['./resnet50_8xb32-120e_in1k.py', '../_base_/orepa_plugin.py']
 # Table 4 row: ResNet-50, OREPA.
-model = dict(backbone=dict(depth=50), head=dict(in_channels=2048))
+model = dict(backbone=dict(type='OREPAResNet', reparam='orepa'))

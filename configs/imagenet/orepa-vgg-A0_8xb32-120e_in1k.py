@@ -1,8 +1,3 @@
-_base_ = [
-    'mmpretrain::_base_/models/repvgg-A0_in1k.py',
-    'mmpretrain::_base_/datasets/imagenet_bs32_pil_resize.py',
-    'mmpretrain::_base_/default_runtime.py', '../_base_/orepa_imagenet_120e.py',
-    '../_base_/orepa_plugin.py'
-]
+_base_ = ['./repvgg-A0_8xb32-120e_in1k.py', '../_base_/orepa_plugin.py']
 # Table 4 row: RepVGG-A0, OREPA-VGG.
-model = dict(backbone=dict(type='OREPARepVGG', arch='A0', reparam='orepa'))
+model = dict(backbone=dict(type='OREPARepVGG', reparam='orepa'))

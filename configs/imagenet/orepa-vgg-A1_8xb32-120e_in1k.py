@@ -1,3 +1,3 @@
-_base_ = './orepa-vgg-A0_8xb32-120e_in1k.py'
+_base_ = ['./repvgg-A1_8xb32-120e_in1k.py', '../_base_/orepa_plugin.py']
 # Table 4 row: RepVGG-A1, OREPA-VGG.
-model = dict(backbone=dict(arch='A1'), head=dict(in_channels=1280))
+model = dict(backbone=dict(type='OREPARepVGG', reparam='orepa'))

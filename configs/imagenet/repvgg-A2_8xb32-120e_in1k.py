@@ -1,3 +1,3 @@
-_base_ = './orepa-vgg-A2_8xb32-120e_in1k.py'
-# Table 4 row: RepVGG-A2, RepVGG baseline.
-model = dict(backbone=dict(reparam='repvgg'))
+_base_ = './repvgg-A0_8xb32-120e_in1k.py'
+# Table 4 row: RepVGG-A2.
+model = dict(backbone=dict(arch='A2'), head=dict(in_channels=1408))

@@ -1,5 +1,10 @@
 """Backbones built on the layers: drop-ins for the stock ResNet and RepVGG."""
 from .orepa_repvgg import OREPARepVGG, squeeze_repvgg_block
-from .orepa_resnet import OREPAResNet
+from .orepa_resnet import OREPAResNet, OREPAResNetV1c, OREPAResNetV1d
+from .reparam_backbone import ReparamBackbone
+from .stock_weights import load_pretrained, load_state_dict_any_form
 
-__all__ = ['OREPAResNet', 'OREPARepVGG', 'squeeze_repvgg_block']
+__all__ = [
+    'OREPAResNet', 'OREPAResNetV1c', 'OREPAResNetV1d', 'OREPARepVGG', 'ReparamBackbone',
+    'squeeze_repvgg_block', 'load_pretrained', 'load_state_dict_any_form'
+]

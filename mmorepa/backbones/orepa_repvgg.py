@@ -7,6 +7,7 @@ from mmpretrain.models.backbones.repvgg import RepVGGBlock
 
 from ..layers import OREPA_VGG_BRANCHES, ReparamConv2d
 from ..utils import check_choice
+from .reparam_backbone import ReparamBackbone
 
 VGG_REPARAM_MODES = ('orepa', 'repvgg')
 
@@ -27,15 +28,16 @@ def squeeze_repvgg_block(block: RepVGGBlock) -> RepVGGBlock:
 
 
 @MODELS.register_module()
-class OREPARepVGG(RepVGG):
-    """OREPA-VGG (method spec, sec. 3.4), deploying as mmpretrain's ``RepVGG(deploy=True)``.
+class OREPARepVGG(ReparamBackbone, RepVGG):
+    """OREPA-VGG (docs/method.md), deploying as mmpretrain's ``RepVGG(deploy=True)``.
 
     mmpretrain's own ``RepVGG`` and ``RepVGGBlock`` with the ``'OREPAVGG'`` conv
     type: the 3x3 branch of every block is a five-branch OREPA conv followed by
     the branch's norm (the post-addition norm), the 1x1 and identity branches
     are RepVGG's. :meth:`switch_to_deploy` (and :func:`mmorepa.reparameterize`)
     squeezes each block into one 3x3 conv with bias under the stock name
-    ``branch_reparam``.
+    ``branch_reparam``. Starts exactly from a stock RepVGG checkpoint in train
+    form through ``init_cfg=dict(type='Pretrained', ...)``.
 
     Args:
         arch (str | dict): ``'A0'``, ``'A1'``, ``'A2'`` or any arch of
@@ -47,6 +49,8 @@ class OREPARepVGG(RepVGG):
         **kwargs: Every other argument of mmpretrain's ``RepVGG``, same meaning
             (``conv_cfg`` excepted: ``reparam`` sets it).
     """
+
+    REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'deploy')
 
     def __init__(self,
                  arch,
@@ -78,7 +82,9 @@ class OREPARepVGG(RepVGG):
         self.deploy = True
         self.conv_cfg = None
 
-    def squeeze(self) -> 'OREPARepVGG':
-        """Squeeze in place (see :meth:`switch_to_deploy`)."""
-        self.switch_to_deploy()
-        return self
+    @classmethod
+    def stock_config(cls, cfg: dict, scope: str) -> dict:
+        """mmpretrain's ``RepVGG(deploy=True)`` with this backbone's arguments."""
+        stock = {k: v for k, v in cfg.items() if k not in cls.REPARAM_ONLY_ARGS}
+        stock.update(type='RepVGG', deploy=True)
+        return stock

@@ -1,20 +1,27 @@
-"""Engine pieces on top of the backbones: checkpoint safety and I/O, deploy
-export, hooks and the published-checkpoint converter."""
-from .checkpoint_io import (CheckpointError, atomic_output, is_same_file, read_checkpoint,
-                            save_atomic)
+"""Engine pieces on top of the backbones: checkpoint safety and I/O, loading a
+trained checkpoint of either form, deploy export and its hook, and the
+published-checkpoint converter. Everything raises :class:`ReparamError` for
+what a user can fix."""
+from .checkpoint_io import atomic_output, is_same_file, read_checkpoint, save_atomic
 from .checkpoint_safety import allow_openmmlab_checkpoints
-from .converters import PUBLISHED_ARCHS, convert_published_state_dict
-from .deploy import (DEPLOY_CONFIG_NAME, DEPLOY_SUFFIX, build_model, deploy_checkpoint,
-                     deploy_config, export_deploy, max_output_difference, squeezed_state_dict,
-                     verify_deploy_model)
+from .cli import tool_main
+from .configs import (backbone_class, build_model, deploy_config, is_reparam_config,
+                      weights_only_config)
+from .cpu_amp import CPUAmpOptimWrapper
+from .deploy import (DEPLOY_CONFIG_NAME, DEPLOY_SUFFIX, DeployExport, export_deploy,
+                     relative_difference, squeezed_state_dict)
 from .distributed import setup_cpu_distributed
+from .errors import ReparamError
 from .hooks import DeployCheckpointHook
+from .published import convert_published_state_dict
+from .trained_model import SQUEEZED, TRAIN_FORM, TrainedModel, load_trained_model
 
 __all__ = [
-    'CheckpointError', 'atomic_output', 'is_same_file', 'read_checkpoint', 'save_atomic',
-    'allow_openmmlab_checkpoints', 'PUBLISHED_ARCHS', 'convert_published_state_dict',
-    'DEPLOY_CONFIG_NAME', 'DEPLOY_SUFFIX', 'build_model', 'deploy_checkpoint', 'deploy_config',
-    'export_deploy', 'max_output_difference',
-    'squeezed_state_dict', 'verify_deploy_model', 'setup_cpu_distributed',
-    'DeployCheckpointHook'
+    'atomic_output', 'is_same_file', 'read_checkpoint', 'save_atomic',
+    'allow_openmmlab_checkpoints', 'tool_main', 'CPUAmpOptimWrapper', 'backbone_class',
+    'build_model', 'deploy_config', 'is_reparam_config', 'weights_only_config',
+    'DEPLOY_CONFIG_NAME', 'DEPLOY_SUFFIX', 'DeployExport', 'export_deploy',
+    'relative_difference', 'squeezed_state_dict', 'setup_cpu_distributed', 'ReparamError',
+    'DeployCheckpointHook', 'convert_published_state_dict', 'SQUEEZED', 'TRAIN_FORM',
+    'TrainedModel', 'load_trained_model'
 ]

@@ -6,9 +6,7 @@ from typing import Iterator, Optional
 
 import torch
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: missing, unreadable or of the wrong form."""
+from .errors import ReparamError
 
 
 def read_checkpoint(path: str) -> dict:
@@ -18,21 +16,21 @@ def read_checkpoint(path: str) -> dict:
     :func:`allow_openmmlab_checkpoints` allows are accepted.
 
     Raises:
-        CheckpointError: The file is missing, corrupted, truncated, holds
+        ReparamError: The file is missing, corrupted, truncated, holds
             code or other objects, or is not a dict.
     """
     if not os.path.isfile(path):
-        raise CheckpointError(f'checkpoint not found: {path}')
+        raise ReparamError(f'checkpoint not found: {path}')
     try:
         checkpoint = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:  # torch raises many types for unreadable files
-        raise CheckpointError(
+        raise ReparamError(
             f'cannot read {path} as a weights-only torch checkpoint (corrupted, truncated, '
             f'not a checkpoint, or holding pickled objects beyond tensors): '
             f'{type(error).__name__}: {str(error).splitlines()[0]}') from error
     if not isinstance(checkpoint, dict):
-        raise CheckpointError(f'{path} holds a {type(checkpoint).__name__}, '
-                              'not a checkpoint dict')
+        raise ReparamError(f'{path} holds a {type(checkpoint).__name__}, '
+                           'not a checkpoint dict')
     return checkpoint
 
 
@@ -54,13 +52,17 @@ def atomic_output(path: str, source: Optional[str] = None) -> Iterator[str]:
         path (str): Destination.
         source (str, optional): The input the output is made from: refused
             as destination.
+
+    Raises:
+        ReparamError: ``path`` is ``source``.
     """
     if source is not None and is_same_file(path, source):
-        raise CheckpointError(f'refusing to overwrite the input {source} with an output')
+        raise ReparamError(f'refusing to overwrite the input {source} with an output')
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    # The extension is kept: writers such as Config.dump pick the format by it.
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=f'.{os.path.basename(path)}.',
-                                         suffix='.tmp')
+                                         suffix='.tmp' + os.path.splitext(path)[1])
     os.close(handle)
     try:
         yield temporary

@@ -36,7 +36,7 @@ def history_buffer_method(owner: Any, name: str) -> Callable:
     if owner is HistoryBuffer and name in allowed:
         return getattr(HistoryBuffer, name)
     raise pickle.UnpicklingError(f'checkpoint asks for getattr({owner!r}, {name!r}); only '
-                     f'HistoryBuffer statistics {sorted(allowed)} are allowed')
+                                 f'HistoryBuffer statistics {sorted(allowed)} are allowed')
 
 
 def _numpy_globals() -> List[Union[Callable, Tuple[Callable, str]]]:

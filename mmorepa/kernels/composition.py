@@ -1,6 +1,7 @@
 """Two convolutions in sequence, with no non-linearity between, as one kernel."""
-from typing import Optional
+from typing import Optional, Tuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -74,3 +75,49 @@ def compose_kxk_kxk(first: Tensor, second: Tensor, groups: int = 1) -> Tensor:
     weight = second.reshape(groups, out // groups, mid_per_group, *second.shape[2:])
     weight = weight.transpose(1, 2).reshape(mid, out // groups, *second.shape[2:])
     return F.conv_transpose2d(batch, weight, groups=groups).transpose(0, 1)
+
+
+def solve_second_kernel(first: Tensor, second: Tensor, target: Tensor,
+                        groups: int = 1) -> Tuple[Tensor, float, float]:
+    """The kernel closest to ``second`` whose composition with ``first`` is ``target``.
+
+    :func:`compose_kxk_kxk` is linear in its second kernel, one matrix ``A``
+    per group mapping an output channel's ``(M/g, k2, k2)`` kernel to its
+    ``(I/g, K, K)`` composite. The change ``d = pinv(A) (target - A second)``
+    is the smallest (least-squares) one; it is exact when ``A`` has full row
+    rank. Computed in float64.
+
+    Args:
+        first (Tensor): Kernel ``(M, I/g, k1, k1)``.
+        second (Tensor): Current second kernel ``(O, M/g, k2, k2)``.
+        target (Tensor): Wanted composite ``(O, I/g, k1 + k2 - 1, k1 + k2 - 1)``.
+        groups (int): Groups of both convs. Default: 1.
+
+    Returns:
+        tuple[Tensor, float, float]: The new second kernel (float64), the
+        relative residual ``|A second' - target| / |target|`` and the
+        condition number of ``A`` (largest over groups).
+    """
+    first, second, target = first.double(), second.double(), target.double()
+    expected = compose_kxk_kxk(first, second, groups).shape
+    if tuple(target.shape) != tuple(expected):
+        raise ValueError(f'target must have shape {tuple(expected)}, got {tuple(target.shape)}')
+    mid_per_group, size = second.shape[1], second.shape[-1]
+    out_per_group = second.shape[0] // groups
+    unknowns = mid_per_group * size * size
+    # Composing with every unit kernel gives the columns of each group's matrix.
+    units = torch.eye(unknowns, dtype=torch.float64).reshape(unknowns, mid_per_group, size, size)
+    solved, condition = [], 0.0
+    for group, rows in enumerate(first.chunk(groups)):
+        matrix = compose_kxk_kxk(rows, units).flatten(1).T
+        outputs = slice(group * out_per_group, (group + 1) * out_per_group)
+        current = second[outputs].flatten(1)
+        wanted = target[outputs].flatten(1)
+        change = torch.linalg.lstsq(matrix, (wanted - current @ matrix.T).T, driver='gelsd')
+        solved.append(current + change.solution.T)
+        singular = torch.linalg.svdvals(matrix)
+        condition = max(condition, (singular[0] / singular[-1]).item())
+    new_second = torch.cat(solved).reshape(second.shape)
+    error = (compose_kxk_kxk(first, new_second, groups) - target).norm()
+    residual = error / target.norm().clamp_min(torch.finfo(torch.float64).tiny)
+    return new_second, residual.item(), condition

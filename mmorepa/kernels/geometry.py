@@ -1,4 +1,5 @@
-"""Placing a small kernel inside a larger one."""
+"""Placing kernels: a small one inside a larger one, identities in grouped 1x1 kernels."""
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -23,3 +24,22 @@ def pad_to_kernel_size(kernel: Tensor, size: int) -> Tensor:
                          'the target not smaller')
     pad = (size - k) // 2
     return F.pad(kernel, (pad, pad, pad, pad)) if pad else kernel
+
+
+def grouped_identity(rows: int, in_per_group: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """The 1x1 kernel ``(rows, I/g, 1, 1)`` with ``K[t, t mod (I/g)] = 1``, else 0.
+
+    Within each group it maps input channel ``i`` to output rows ``i``,
+    ``i + I/g``, ...: the identity when ``rows`` equals the input channels,
+    and copies of it for a wider middle layer. The identity start of the
+    1x1-kxk branches of OREPA and DBB.
+
+    Args:
+        rows (int): Output channels of the 1x1 kernel.
+        in_per_group (int): Input channels per group.
+        dtype (torch.dtype): Default: float32.
+    """
+    identity = torch.zeros(rows, in_per_group, 1, 1, dtype=dtype)
+    index = torch.arange(rows)
+    identity[index, index % in_per_group] = 1.0
+    return identity

@@ -1,12 +1,15 @@
 """The frequency prior of OREPA's prior branch (a DCT-like basis)."""
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 
-def frequency_prior(out_channels: int, kernel_size: int,
-                    dtype: torch.dtype = torch.float32) -> Tensor:
+def frequency_prior(out_channels: int,
+                    kernel_size: int,
+                    dtype: torch.dtype = torch.float32,
+                    device: Optional[torch.device] = None) -> Tensor:
     """Fixed per-output-channel filters ``F`` of shape ``(O, k, k)``.
 
     The first half of the channels (``o < O/2``) varies along the rows,
@@ -18,9 +21,10 @@ def frequency_prior(out_channels: int, kernel_size: int,
         out_channels (int): ``O``.
         kernel_size (int): ``k``, any positive size.
         dtype (torch.dtype): Dtype of the result. Default: float32.
+        device (torch.device, optional): Device of the result. Default: CPU.
 
     Returns:
-        Tensor: The basis, computed in float64 and cast.
+        Tensor: The basis, computed in float64 and rounded once to ``dtype``.
     """
     half = out_channels / 2
     channel = torch.arange(out_channels, dtype=torch.float64)
@@ -31,4 +35,4 @@ def frequency_prior(out_channels: int, kernel_size: int,
     rows = wave[:, :, None].expand(-1, -1, kernel_size)
     cols = wave[:, None, :].expand(-1, kernel_size, -1)
     basis = torch.where(first_half[:, None, None], rows, cols)
-    return basis.to(dtype).contiguous()
+    return basis.to(dtype=dtype, device=device).contiguous()

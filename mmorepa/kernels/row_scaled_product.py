@@ -6,6 +6,12 @@ for the backward pass is paid on every layer. Written with plain autograd,
 a kernel) and einsum's permuted copies of both factors. This function saves
 only its inputs, which are parameters or small, and derives the scale's
 gradient from a product the backward computes anyway, so nothing is recomputed.
+
+Under ``torch.autocast`` the product runs in the autocast dtype, as any matrix
+product does; the backward runs its products in that same dtype and returns
+each gradient in the dtype of its input. The backward is written with
+differentiable operations only, so double backward (gradient penalties,
+``gradgradcheck``) works.
 """
 from typing import Optional, Tuple
 
@@ -23,50 +29,61 @@ def _parse(equation: str) -> Tuple[str, str, str]:
     return left, right, result
 
 
+def _broadcastable(row_scale: Tensor, tensor: Tensor) -> Tensor:
+    return row_scale.reshape(*row_scale.shape, *([1] * (tensor.dim() - row_scale.dim())))
+
+
 class _RowScaledProduct(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, equation: str, left: Tensor, right: Tensor,
                 row_scale: Optional[Tensor]) -> Tensor:
-        left_axes, right_axes, result_axes = _parse(equation)
+        product = torch.einsum(equation, left, right)
+        ctx.axes = _parse(equation)
+        ctx.save_for_backward(left, right, row_scale)
+        if torch.compiler.is_compiling():
+            # Inductor fuses the scale into the copy by itself (and the out=
+            # form below would give the traced graph wrong strides).
+            product = product if row_scale is None else product * _broadcastable(
+                row_scale, product)
+            return product.contiguous()
         # einsum returns a permuted view; the scale is applied while copying it
         # to the contiguous layout that callers reshape without another copy.
-        product = torch.einsum(equation, left, right)
         contiguous = torch.empty_like(product, memory_format=torch.contiguous_format)
         if row_scale is None:
-            product = contiguous.copy_(product)
-        else:
-            product = torch.mul(product, _broadcastable(row_scale, product), out=contiguous)
-        ctx.axes = left_axes, right_axes, result_axes
-        ctx.save_for_backward(left, right, row_scale)
-        return product
+            return contiguous.copy_(product)
+        return torch.mul(product, _broadcastable(row_scale, product), out=contiguous)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         left_axes, right_axes, result_axes = ctx.axes
         left, right, row_scale = ctx.saved_tensors
         need_left, need_right, need_scale = ctx.needs_input_grad[1:]
-        grad_left = grad_right = grad_scale = None
-        if need_right:
-            scaled_grad = grad if row_scale is None else grad * _broadcastable(row_scale, grad)
-            grad_right = torch.einsum(f'{result_axes},{left_axes}->{right_axes}', scaled_grad,
-                                      left)
-        if need_left or need_scale:
-            # The gradient of the unscaled left factor; the scale's gradient is
-            # its row-wise dot product with the left factor itself.
-            # Contiguous, like the parameter whose gradient it becomes.
-            unscaled = torch.einsum(f'{result_axes},{right_axes}->{left_axes}', grad,
-                                    right).contiguous()
-            if need_scale:
-                grad_scale = torch.linalg.vecdot(unscaled.flatten(2), left.flatten(2))
-            if need_left:
-                grad_left = unscaled if row_scale is None else unscaled.mul_(
-                    _broadcastable(row_scale, unscaled))
+        # The forward's products ran in the output's dtype (the autocast dtype
+        # under autocast); so do the backward's, whatever autocast says now.
+        dtype = grad.dtype
+        with torch.autocast(grad.device.type, enabled=False):
+            left_c, right_c = left.to(dtype), right.to(dtype)
+            scale_c = None if row_scale is None else _broadcastable(row_scale.to(dtype), grad)
+            grad_left = grad_right = grad_scale = None
+            if need_right:
+                scaled_grad = grad if scale_c is None else grad * scale_c
+                grad_right = torch.einsum(f'{result_axes},{left_axes}->{right_axes}',
+                                          scaled_grad, left_c).to(right.dtype)
+            if need_left or need_scale:
+                # The gradient of the unscaled left factor; the scale's gradient
+                # is its row-wise dot product with the left factor itself.
+                # Contiguous, like the parameter whose gradient it becomes.
+                unscaled = torch.einsum(f'{result_axes},{right_axes}->{left_axes}', grad,
+                                        right_c).contiguous()
+                if need_scale:
+                    grad_scale = torch.linalg.vecdot(unscaled.flatten(2),
+                                                     left_c.flatten(2)).to(row_scale.dtype)
+                if need_left:
+                    grad_left = unscaled if scale_c is None else unscaled * _broadcastable(
+                        row_scale.to(dtype), unscaled)
+                    grad_left = grad_left.to(left.dtype)
         return None, grad_left, grad_right, grad_scale
-
-
-def _broadcastable(row_scale: Tensor, tensor: Tensor) -> Tensor:
-    return row_scale.reshape(*row_scale.shape, *([1] * (tensor.dim() - row_scale.dim())))
 
 
 def row_scaled_product(equation: str, left: Tensor, right: Tensor,
@@ -75,7 +92,7 @@ def row_scaled_product(equation: str, left: Tensor, right: Tensor,
 
     The rows are the two leading axes of ``left`` and of the result (group,
     output channel); ``right`` must not have the second one. Differentiable in
-    all three tensors; the backward pass keeps only the inputs.
+    all three tensors, twice; the backward pass keeps only the inputs.
 
     Args:
         equation (str): ``'LEFT,RIGHT->RESULT'`` einsum equation, e.g.
@@ -85,8 +102,10 @@ def row_scaled_product(equation: str, left: Tensor, right: Tensor,
         row_scale (Tensor | None): Shape ``left.shape[:2]``; ``None``: no scale.
 
     Returns:
-        Tensor: The scaled product.
+        Tensor: The scaled product, in the dtype einsum gives (the autocast
+        dtype under autocast).
     """
+    _parse(equation)
     if row_scale is not None and row_scale.shape != left.shape[:2]:
         raise ValueError(f'row_scale must have shape {tuple(left.shape[:2])}, '
                          f'got {tuple(row_scale.shape)}')

@@ -7,6 +7,8 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from ..utils import check_choice, check_positive_int
+from .kernel_cache import KernelCache, autocast_state
+from .squeeze import Squeezable
 
 
 def _check_size(name: str, value, minimum: int) -> Tuple[int, int]:
@@ -19,7 +21,7 @@ def _check_size(name: str, value, minimum: int) -> Tuple[int, int]:
     return pair
 
 
-class ReparamConv2d(nn.Module):
+class ReparamConv2d(Squeezable, nn.Module):
     """Base of conv layers that train as several branches and deploy as one conv.
 
     It holds the geometry of the equivalent ``nn.Conv2d`` under the same
@@ -27,12 +29,22 @@ class ReparamConv2d(nn.Module):
     ``stride``, ``padding``, ``dilation``, ``groups``, ``bias``, ``transposed``,
     ``output_padding``) so code written for ``nn.Conv2d`` (mmcv's
     ``ConvModule``, ResNet builders) reads them unchanged. Subclasses define
-    :meth:`squeezed_kernel`; the forward pass convolves with it.
+    :meth:`squeezed_kernel` and :meth:`set_squeezed_kernel`; the forward pass
+    convolves with the squeezed kernel.
 
-    In eval mode with autograd off, the squeezed kernel is computed once and
-    reused until a parameter or buffer changes (optimizer step,
-    ``load_state_dict``, ``.to()``) or the layer returns to training, so
-    validation runs at the speed of the plain network.
+    When no gradient has to flow into the kernel (eval mode or ``no_grad``,
+    or frozen layers whose tensors do not require grad) the squeezed kernel is
+    computed once and reused until a value it depends on changes (see
+    :class:`KernelCache`), so validation and frozen stages cost what the plain
+    network costs. Under ``torch.compile`` the kernel is always computed, so
+    the graph has no break.
+
+    Under ``torch.autocast`` the kernel is generated in the parameters' dtype
+    (float32) and the convolution casts it, as it casts a plain conv's weight:
+    measured here, generating it in bfloat16 was no faster on the CPU and its
+    gradients were further from float32 (README, "Recipes: AMP").
+    ``kernel_under_autocast = True`` on a layer generates it under autocast
+    instead (the benchmark's comparison).
 
     Args:
         in_channels (int): Input channels.
@@ -45,6 +57,8 @@ class ReparamConv2d(nn.Module):
         bias (bool): Add a learnable bias after the conv. Default: False.
         padding_mode (str): Only ``'zeros'``: the branch algebra assumes it.
     """
+
+    kernel_under_autocast = False
 
     def __init__(self,
                  in_channels: int,
@@ -75,8 +89,12 @@ class ReparamConv2d(nn.Module):
         self.transposed = False
         self.output_padding = (0, 0)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self._cached_kernel: Optional[Tuple[Tensor, Optional[Tensor]]] = None
-        self._cache_key: Optional[tuple] = None
+        self._kernel_cache = KernelCache()
+
+    @property
+    def kernel_shape(self) -> Tuple[int, int, int, int]:
+        """Shape of the squeezed kernel, ``(O, I/g, k, k)``."""
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
 
     def squeezed_kernel(self) -> Tuple[Tensor, Optional[Tensor]]:
         """The single ``(kernel, bias)`` equal to all branches (differentiable).
@@ -85,24 +103,64 @@ class ReparamConv2d(nn.Module):
         """
         raise NotImplementedError
 
+    def set_squeezed_kernel(self, kernel: Tensor, bias: Optional[Tensor] = None) -> None:
+        """Change the parameters so that :meth:`squeezed_kernel` gives ``(kernel, bias)``.
+
+        The inverse of squeezing, used to start from a stock network's weights:
+        one branch is solved for, the others keep their values. In place.
+
+        Args:
+            kernel (Tensor): Wanted kernel, shape :attr:`kernel_shape`.
+            bias (Tensor, optional): Wanted bias ``(O,)``; ``None`` means none
+                (or zero).
+
+        Raises:
+            ValueError: A shape does not fit, or this layer cannot hold the
+                kernel (the message says why).
+        """
+        raise NotImplementedError
+
+    def _check_squeezed(self, kernel: Tensor, bias: Optional[Tensor]) -> None:
+        if tuple(kernel.shape) != self.kernel_shape:
+            raise ValueError(f'kernel must have shape {self.kernel_shape}, '
+                             f'got {tuple(kernel.shape)}')
+        if bias is not None and tuple(bias.shape) != (self.out_channels, ):
+            raise ValueError(f'bias must have shape ({self.out_channels},), '
+                             f'got {tuple(bias.shape)}')
+
+    def _set_bias(self, bias: Optional[Tensor]) -> None:
+        if self.bias is not None:
+            with torch.no_grad():
+                self.bias.copy_(torch.zeros_like(self.bias) if bias is None else bias)
+        elif bias is not None and bias.abs().max() > 0:
+            raise ValueError(f'{type(self).__name__} was built with bias=False and cannot '
+                             'hold a non-zero bias')
+
     def _state_tensors(self) -> Iterator[Tensor]:
         yield from self.parameters()
         yield from self.buffers()
 
-    def _kernel_for_forward(self) -> Tuple[Tensor, Optional[Tensor]]:
-        if self.training or torch.is_grad_enabled():
-            self._cached_kernel = None
+    def _generate_kernel(self) -> Tuple[Tensor, Optional[Tensor]]:
+        if self.kernel_under_autocast:
             return self.squeezed_kernel()
-        # data_ptr catches .to() and re-assignment; _version catches in-place
-        # updates such as optimizer steps and load_state_dict's copy_.
-        key = tuple((t.data_ptr(), t._version) for t in self._state_tensors())
-        if self._cached_kernel is None or key != self._cache_key:
-            self._cached_kernel = self.squeezed_kernel()
-            self._cache_key = key
-        return self._cached_kernel
+        with torch.autocast(self._device_type(), enabled=False):
+            return self.squeezed_kernel()
+
+    def _device_type(self) -> str:
+        return next(self._state_tensors()).device.type
+
+    def _kernel_for_forward(self) -> Tuple[Tensor, Optional[Tensor]]:
+        if torch.compiler.is_compiling():
+            return self._generate_kernel()
+        tensors = list(self._state_tensors())
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            self._kernel_cache.clear()
+            return self._generate_kernel()
+        context = autocast_state(tensors[0].device.type) if self.kernel_under_autocast else None
+        return self._kernel_cache.get(self._generate_kernel, tensors, context)
 
     def train(self, mode: bool = True) -> 'ReparamConv2d':
-        self._cached_kernel = None
+        self._kernel_cache.clear()
         return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -111,8 +169,9 @@ class ReparamConv2d(nn.Module):
 
     @torch.no_grad()
     def squeeze(self) -> nn.Conv2d:
-        """A plain ``nn.Conv2d`` equal to this layer in eval mode."""
-        kernel, bias = self.squeezed_kernel()
+        """A plain ``nn.Conv2d`` equal to this layer (in eval mode), in its dtype."""
+        with torch.autocast(self._device_type(), enabled=False):
+            kernel, bias = self.squeezed_kernel()
         conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
                          self.padding, self.dilation, self.groups, bias=bias is not None,
                          device=kernel.device, dtype=kernel.dtype)
@@ -125,4 +184,3 @@ class ReparamConv2d(nn.Module):
         return (f'{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, '
                 f'stride={self.stride}, padding={self.padding}, dilation={self.dilation}, '
                 f'groups={self.groups}, bias={self.bias is not None}')
-

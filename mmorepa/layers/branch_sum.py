@@ -13,7 +13,14 @@ class BranchSum(nn.ModuleDict):
     """Kernel ``sum_b scale_b[o] * K_b[o]`` over named branch kernels.
 
     OREPA replaces each branch's BatchNorm by a linear scale so that the whole
-    block stays linear and can be squeezed every forward pass (paper, sec. 3.2).
+    block stays linear and can be squeezed every forward pass (paper, sec. 3.2;
+    docs/method.md).
+
+    The branch that can hold any kernel (``origin``, else ``1x1_kxk``: the
+    lowest ``absorb_rank``) is added last. Training does not care about the
+    order; :meth:`set_kernel` does: the last addition rounds the kernel it
+    sets to within one rounding of the wanted one, where an earlier one would
+    carry the rounding of the larger random branches after it.
 
     Args:
         branches (dict[str, nn.Module]): Name to module whose ``kernel(scale)``
@@ -40,17 +47,49 @@ class BranchSum(nn.ModuleDict):
             shape = (len(branches), out_channels if scaling == 'vector' else 1)
             self.scales = nn.Parameter(torch.empty(shape))
         self.reset_scales()
+        ranked = [(branch.absorb_rank, index) for index, branch in enumerate(self.values())
+                  if branch.absorb_rank is not None]
+        self.absorber: Optional[int] = min(ranked)[1] if ranked else None
+        others = [index for index in range(len(self)) if index != self.absorber]
+        self.order = others + ([] if self.absorber is None else [self.absorber])
 
     def reset_scales(self) -> None:
         if self.scales is not None:
             with torch.no_grad():
                 self.scales.copy_(self.init_scales[:, None].expand_as(self.scales))
 
-    def kernel(self) -> Tensor:
+    def _sum(self, indices) -> Optional[Tensor]:
+        branches = list(self.values())
         kernel = None
-        for index, branch in enumerate(self.values()):
+        for index in indices:
             # Each branch applies its scale where it is cheapest (see orepa_branches).
             scale = None if self.scales is None else self.scales[index]
-            branch_kernel = branch.kernel(scale)
+            branch_kernel = branches[index].kernel(scale)
             kernel = branch_kernel if kernel is None else kernel + branch_kernel
         return kernel
+
+    def kernel(self) -> Tensor:
+        return self._sum(self.order)
+
+    @torch.no_grad()
+    def set_kernel(self, target: Tensor) -> None:
+        """Make :meth:`kernel` equal ``target`` by solving one branch.
+
+        The branch added last (see above) is set to ``target`` minus the sum
+        of the others, as :meth:`kernel` computes it; the others keep their
+        values, so the branches stay as diverse as their random starts.
+
+        Args:
+            target (Tensor): The wanted kernel.
+
+        Raises:
+            ValueError: No branch can hold an arbitrary kernel, or the one that
+                can has a zero scale where the kernel is not zero.
+        """
+        if self.absorber is None:
+            raise ValueError(f'none of the branches {tuple(self)} can hold an arbitrary '
+                             "kernel (keep 'origin' or '1x1_kxk' to start from stock weights)")
+        rest = self._sum(self.order[:-1])
+        term = target.double() - (0 if rest is None else rest.double())
+        scale = None if self.scales is None else self.scales[self.absorber]
+        list(self.values())[self.absorber].absorb(term, scale)

@@ -1,4 +1,5 @@
-"""DBBConv2d: the Diverse Branch Block, the offline re-param baseline (spec 3.5)."""
+"""DBBConv2d: the Diverse Branch Block, the offline re-param baseline of the
+paper's Table 4, laid out as the published DBB (docs/method.md)."""
 from typing import Optional, Tuple
 
 import torch
@@ -7,9 +8,11 @@ from mmcv.cnn import build_norm_layer
 from mmengine.registry import MODELS
 from torch import Tensor, nn
 
-from ..kernels import avg_pool_kernel, compose_1x1_kxk, fuse_conv_bn, pad_to_kernel_size
+from ..kernels import (avg_pool_kernel, compose_1x1_kxk, fuse_conv_bn, grouped_identity,
+                       pad_to_kernel_size)
+from ..kernels.batchnorm import bn_scale_shift
 from .base import ReparamConv2d
-from .orepa_branches import WIDE_MIDDLE_ABOVE_GROUPS
+from .orepa_branches import unscale_rows
 
 
 class BNAndPad(nn.Module):
@@ -34,14 +37,38 @@ class BNAndPad(nn.Module):
         out = self.bn(x)
         if self.padding == 0:
             return out
-        bn = self.bn
         # Running statistics: what the squeezed conv will use in eval mode.
-        value = bn.bias.detach() - bn.running_mean * bn.weight.detach() / torch.sqrt(
-            bn.running_var + bn.eps)
+        _, value = bn_scale_shift(self.bn)
         out = F.pad(out, [self.padding] * 4)
         border = torch.ones_like(out, dtype=torch.bool)
         border[..., self.padding:-self.padding, self.padding:-self.padding] = False
-        return torch.where(border, value.reshape(1, -1, 1, 1).to(out), out)
+        return torch.where(border, value.detach().reshape(1, -1, 1, 1).to(out), out)
+
+
+class IdentityBasedConv1x1(nn.Module):
+    """A 1x1 conv whose kernel is a fixed grouped identity plus a learned delta.
+
+    The delta starts at zero, so the conv starts as the identity. Not an
+    ``nn.Conv2d``: a backbone's ``init_cfg`` (Kaiming on every ``Conv2d``)
+    leaves the identity start in place, as the published DBB has it.
+
+    Args:
+        channels (int): Input and output channels.
+        groups (int): Groups.
+    """
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+        self.register_buffer('identity', grouped_identity(channels, channels // groups),
+                             persistent=False)
+        self.delta = nn.Parameter(torch.zeros_like(self.identity))
+
+    def kernel(self) -> Tensor:
+        return self.identity + self.delta
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.kernel(), groups=self.groups)
 
 
 class UniformPool2d(nn.Module):
@@ -77,8 +104,13 @@ class DBBConv2d(ReparamConv2d):
     ``k x k`` conv-BN; 1x1 conv-BN; 1x1 conv-BN-avgpool-BN; 1x1 conv-BN-``k x k``
     conv-BN. Every branch runs on the feature map during training (this is the
     cost OREPA removes); :meth:`squeeze` gives one conv with bias, exact at the
-    borders too. Registered as ``'DBBConv2d'``; the ``'DBB'`` conv type
-    builds it for every ``k x k`` conv of a backbone.
+    borders too. The block replaces a conv *and* its norm, as in the published
+    DBB-ResNet. Layout as published: when ``groups < out_channels`` the 1x1
+    chain's middle width is ``in_channels`` and its 1x1 starts at the identity
+    (:class:`IdentityBasedConv1x1`); otherwise (depthwise) it is ``2 *
+    in_channels`` with a plain 1x1, there is no 1x1 branch and the avg branch
+    pools the input directly. Registered as ``'DBBConv2d'``; the ``'DBB'``
+    conv type builds it for the 3x3 (and 5x5) convs of a backbone.
 
     Args:
         in_channels (int): Input channels.
@@ -88,9 +120,8 @@ class DBBConv2d(ReparamConv2d):
         padding (int): Must be ``dilation * (kernel_size // 2)``. Default: that.
         dilation (int): Default: 1. Dilated DBBs (mmseg's D8 ResNets) pool the
             avg branch over the same dilated window.
-        groups (int): Default: 1. A depthwise DBB (``groups == in_channels ==
-            out_channels > 1``) drops the 1x1 branch and its avg branch pools
-            the input directly, as in the published DBB.
+        groups (int): Default: 1. ``groups >= out_channels`` needs
+            ``in_channels == out_channels`` (a depthwise DBB).
         bias (bool): Extra bias after the sum. Default: False.
         padding_mode (str): Only ``'zeros'``.
         norm_cfg (dict): Norm of every branch. Default: ``dict(type='BN')``.
@@ -120,8 +151,11 @@ class DBBConv2d(ReparamConv2d):
         if self.padding != (pad, pad):
             raise ValueError(f'padding must be dilation * (kernel_size // 2) = {pad} for DBB, '
                              f'got {padding!r}')
-        self.depthwise = 1 < groups == in_channels == out_channels
-        in_per_group = in_channels // groups
+        self.depthwise = groups >= out_channels
+        if self.depthwise and in_channels != out_channels:
+            raise ValueError(f'groups ({groups}) >= out_channels ({out_channels}) builds a '
+                             f'depthwise DBB, which needs in_channels == out_channels, '
+                             f'got {in_channels}')
 
         def norm(channels):
             return build_norm_layer(norm_cfg, channels)[1]
@@ -137,18 +171,16 @@ class DBBConv2d(ReparamConv2d):
             self.avg_pad_bn = BNAndPad(out_channels, pad, norm_cfg)
         self.avg_pool = UniformPool2d(size, stride, pad if self.depthwise else 0, rate)
         self.avg_bn = norm(out_channels)
-        middle = in_channels * (2 if self.depthwise or groups > WIDE_MIDDLE_ABOVE_GROUPS else 1)
-        self.chain_conv1 = nn.Conv2d(in_channels, middle, 1, groups=groups, bias=False)
+        if self.depthwise:
+            middle = 2 * in_channels
+            self.chain_conv1 = nn.Conv2d(in_channels, middle, 1, groups=groups, bias=False)
+        else:
+            middle = in_channels
+            self.chain_conv1 = IdentityBasedConv1x1(in_channels, groups)
         self.chain_pad_bn = BNAndPad(middle, pad, norm_cfg)
         self.chain_conv2 = nn.Conv2d(middle, out_channels, size, stride, 0, rate, groups,
                                      bias=False)
         self.chain_bn = norm(out_channels)
-        if middle == in_channels:
-            # Start the 1x1 of the chain at the identity (per group), as published.
-            with torch.no_grad():
-                self.chain_conv1.weight.zero_()
-                rows = torch.arange(middle)
-                self.chain_conv1.weight[rows, rows % in_per_group] = 1.0
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.kxk_bn(self.kxk(x))
@@ -163,7 +195,9 @@ class DBBConv2d(ReparamConv2d):
         return out
 
     def _chain_kernel(self) -> Tuple[Tensor, Tensor]:
-        first, first_bias = fuse_conv_bn(self.chain_conv1.weight, None, self.chain_pad_bn.bn)
+        first = self.chain_conv1
+        first = first.weight if isinstance(first, nn.Conv2d) else first.kernel()
+        first, first_bias = fuse_conv_bn(first, None, self.chain_pad_bn.bn)
         second, second_bias = fuse_conv_bn(self.chain_conv2.weight, None, self.chain_bn)
         kernel = compose_1x1_kxk(first, second, self.groups)
         # The padded border carries first_bias, so it reaches every output
@@ -195,3 +229,22 @@ class DBBConv2d(ReparamConv2d):
         if self.bias is not None:
             bias = bias + self.bias
         return kernel, bias
+
+    @torch.no_grad()
+    def set_squeezed_kernel(self, kernel, bias=None) -> None:
+        """See :meth:`ReparamConv2d.set_squeezed_kernel`.
+
+        The ``k x k`` branch's conv takes the kernel's difference and its
+        norm's shift the bias's, so the block equals ``(kernel, bias)`` with
+        the norms' running statistics (eval mode; in training the branch
+        norms use batch statistics).
+        """
+        self._check_squeezed(kernel, bias)
+        if self.kxk_bn.weight is None:
+            raise ValueError("the k x k branch's norm must be affine to hold a stock kernel")
+        current_kernel, current_bias = self.squeezed_kernel()
+        scale, _ = bn_scale_shift(self.kxk_bn)
+        change = unscale_rows(kernel.double() - current_kernel.double(), scale)
+        self.kxk.weight.copy_(self.kxk.weight.double() + change)
+        wanted_bias = torch.zeros_like(current_bias) if bias is None else bias
+        self.kxk_bn.bias.add_(wanted_bias - current_bias)

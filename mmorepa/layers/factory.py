@@ -17,6 +17,8 @@ from .orepa_large import OREPALargeConv2d
 # kernels Kaiming-uniform with slope 1 (published).
 OREPA_VGG_BRANCHES = ('origin', 'avg', 'prior', '1x1_kxk', 'dws')
 OREPA_VGG_KAIMING_A = 1.0
+# The published DBB-ResNet keeps kernels this large (the 7x7 stem) plain.
+DBB_PLAIN_FROM_SIZE = 7
 
 
 def _size_and_groups(kernel_size, args, kwargs):
@@ -74,7 +76,7 @@ def build_orepa_vgg_conv(in_channels: int,
     """The convs of an OREPA-VGG block: its 3x3 branch is OREPA, its 1x1 plain.
 
     Used as ``conv_cfg`` of mmpretrain's ``RepVGGBlock``, whose ``branch_3x3``
-    norm then is the OREPA post-addition norm (method spec, sec. 3.4).
+    norm then is the OREPA post-addition norm (docs/method.md, OREPA-VGG).
 
     Args:
         in_channels, out_channels, kernel_size, *args, **kwargs: As ``nn.Conv2d``.
@@ -95,14 +97,14 @@ def build_dbb_conv(in_channels: int,
                    *args,
                    norm_cfg: dict = dict(type='BN'),
                    **kwargs) -> nn.Module:
-    """The Diverse Branch Block for ``k >= 3``, a plain conv for 1x1 (published
-    DBB-ResNet layout).
+    """The published DBB-ResNet layout: the Diverse Branch Block for ``3 <= k < 7``,
+    a plain conv for 1x1 convs and for the 7x7 stem.
 
     Args:
         in_channels, out_channels, kernel_size, *args, **kwargs: As ``nn.Conv2d``.
         norm_cfg (dict): Norm of the DBB branches. Default: ``dict(type='BN')``.
     """
     size, _ = _size_and_groups(kernel_size, args, kwargs)
-    if size == 1:
+    if size == 1 or size >= DBB_PLAIN_FROM_SIZE:
         return nn.Conv2d(in_channels, out_channels, kernel_size, *args, **kwargs)
     return DBBConv2d(in_channels, out_channels, kernel_size, *args, norm_cfg=norm_cfg, **kwargs)

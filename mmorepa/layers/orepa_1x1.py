@@ -1,4 +1,4 @@
-"""OREPA1x1Conv2d: Rep-1x1, the re-parameterized 1x1 conv of bottlenecks (spec 3.2)."""
+"""OREPA1x1Conv2d: Rep-1x1, the re-parameterized 1x1 conv of bottlenecks (docs/method.md)."""
 from typing import Optional
 
 from mmengine.registry import MODELS
@@ -50,3 +50,8 @@ class OREPA1x1Conv2d(ReparamConv2d):
 
     def squeezed_kernel(self):
         return self.branches.kernel(), self.bias
+
+    def set_squeezed_kernel(self, kernel, bias=None) -> None:
+        self._check_squeezed(kernel, bias)
+        self.branches.set_kernel(kernel)
+        self._set_bias(bias)

@@ -1,4 +1,4 @@
-"""The branch kernels of an OREPA block (method spec, sec. 3.1 and 3.2).
+"""The branch kernels of an OREPA block (paper, sec. 3; docs/method.md).
 
 Each branch is a module whose ``kernel(scale)`` returns its contribution as
 one ``(O, I/g, k, k)`` kernel, computed from its parameters without touching a
@@ -9,13 +9,18 @@ an intermediate kernel that autograd would then keep: the single-weight branches
 scale their weight before the fixed spatial pattern is applied; the product
 branches (1x1-kxk, separable, 1x1 chain) hand it to the kernel algebra
 (``row_scale``), whose backward keeps only the factors.
+
+Branches that can hold any kernel also set their parameters so that their
+scaled kernel is a given one (:meth:`_Branch.absorb`), the inverse that
+starting from stock weights needs; ``absorb_rank`` orders them (lowest first),
+``None`` for the others.
 """
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from ..kernels import (avg_pool_kernel, compose_1x1_kxk, frequency_prior,
+from ..kernels import (avg_pool_kernel, compose_1x1_kxk, frequency_prior, grouped_identity,
                        pad_to_kernel_size, separable_to_dense)
 
 # Depthwise filters per input channel in the separable branch (published value).
@@ -34,7 +39,25 @@ def scale_rows(tensor: Tensor, scale: Optional[Tensor]) -> Tensor:
     return tensor * scale.reshape(-1, *([1] * (tensor.dim() - 1)))
 
 
+def unscale_rows(change: Tensor, scale: Optional[Tensor]) -> Tensor:
+    """``change`` with row ``o`` divided by ``scale[o]`` (float64).
+
+    Raises:
+        ValueError: A row that has to change has a zero scale.
+    """
+    if scale is None:
+        return change
+    scale = scale.double().expand(change.shape[0])
+    stuck = (scale == 0) & (change.flatten(1).abs().amax(1) > 0)
+    if stuck.any():
+        raise ValueError(f'output channels {stuck.nonzero().flatten().tolist()} have a zero '
+                         'scale in the branch that would hold the kernel')
+    return change / scale.reshape(-1, *([1] * (change.dim() - 1)))
+
+
 class _Branch(nn.Module):
+
+    absorb_rank: Optional[int] = None
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int,
                  kaiming_a: float) -> None:
@@ -56,9 +79,23 @@ class _Branch(nn.Module):
         """The branch's ``(O, I/g, k, k)`` kernel, rows multiplied by ``scale``."""
         raise NotImplementedError
 
+    def absorb(self, term: Tensor, scale: Optional[Tensor]) -> None:
+        """Set the parameters so that ``kernel(scale)`` is ``term`` (the
+        smallest change where several would do), rounded once to their dtype.
+
+        Only for branches with an ``absorb_rank``.
+
+        Args:
+            term (Tensor): float64 ``(O, I/g, k, k)``.
+            scale (Tensor | None): The branch's scale, as given to :meth:`kernel`.
+        """
+        raise NotImplementedError(f'{type(self).__name__} cannot hold every kernel')
+
 
 class OriginBranch(_Branch):
     """A plain ``k x k`` kernel."""
+
+    absorb_rank = 0
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -71,6 +108,10 @@ class OriginBranch(_Branch):
 
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
         return scale_rows(self.weight, scale)
+
+    @torch.no_grad()
+    def absorb(self, term: Tensor, scale: Optional[Tensor]) -> None:
+        self.weight.copy_(unscale_rows(term, scale))
 
 
 class Conv1x1Branch(_Branch):
@@ -104,6 +145,15 @@ class PriorBranch(Conv1x1Branch):
         self.register_buffer('basis', frequency_prior(self.out_channels, self.kernel_size),
                              persistent=False)
 
+    def _apply(self, fn, recurse: bool = True):
+        # A cast would round the float32 basis again (float32 -> float64 keeps
+        # float32's error); derive it anew so it is the correctly rounded basis
+        # in every dtype.
+        super()._apply(fn, recurse)
+        self.basis = frequency_prior(self.out_channels, self.kernel_size, self.basis.dtype,
+                                     self.basis.device)
+        return self
+
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
         return scale_rows(self.weight, scale) * self.basis[:, None]
 
@@ -116,15 +166,15 @@ class Conv1x1KxKBranch(_Branch):
     weight decay pulls it towards that, as in the published model.
     """
 
+    absorb_rank = 1
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         in_per_group = self.in_channels // self.groups
         widen = 2 if self.groups > WIDE_MIDDLE_ABOVE_GROUPS else 1
         middle = widen * self.in_channels
-        identity = torch.zeros(middle, in_per_group, 1, 1)
-        rows = torch.arange(middle)
-        identity[rows, rows % in_per_group] = 1.0
-        self.register_buffer('identity', identity, persistent=False)
+        self.register_buffer('identity', grouped_identity(middle, in_per_group),
+                             persistent=False)
         self.delta = self._new_weight(middle, in_per_group, 1, 1)
         self.conv2 = self._new_weight(self.out_channels, middle // self.groups,
                                       self.kernel_size, self.kernel_size)
@@ -136,6 +186,26 @@ class Conv1x1KxKBranch(_Branch):
 
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
         return compose_1x1_kxk(self.identity + self.delta, self.conv2, self.groups, scale)
+
+    @torch.no_grad()
+    def absorb(self, term: Tensor, scale: Optional[Tensor]) -> None:
+        # Per group, kernel[o, :, s] = conv2[o, :, s] @ first: solve
+        # first^T X = change^T for the smallest change X of conv2, exact while
+        # `first` has full column rank (it starts as the identity).
+        groups, size = self.groups, self.kernel_size * self.kernel_size
+        out, mid = self.out_channels // groups, self.conv2.shape[1]
+        first_1x1 = (self.identity + self.delta).double()
+        change = unscale_rows(term, scale) - compose_1x1_kxk(first_1x1, self.conv2.double(),
+                                                             groups)
+        first = first_1x1.reshape(groups, mid, -1).transpose(1, 2)
+        wanted = change.reshape(groups, out, -1, size).permute(0, 2, 1, 3)
+        wanted = wanted.reshape(groups, first.shape[1], out * size)
+        solution = torch.linalg.lstsq(first, wanted, driver='gelsd').solution
+        if (first @ solution - wanted).abs().max() > 1e-9 * wanted.abs().max():
+            raise ValueError('the 1x1 part of the 1x1-kxk branch is rank-deficient and cannot '
+                             'pass every kernel')
+        step = solution.reshape(groups, mid, out, size).permute(0, 2, 1, 3)
+        self.conv2.copy_(self.conv2.double() + step.reshape(self.conv2.shape))
 
 
 class SeparableBranch(_Branch):

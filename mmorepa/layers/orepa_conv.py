@@ -1,4 +1,4 @@
-"""OREPAConv2d: the six-branch k x k OREPA block (method spec, sec. 3.1)."""
+"""OREPAConv2d: the six-branch k x k OREPA block (paper, sec. 3; docs/method.md)."""
 from typing import Optional, Sequence
 
 from mmengine.registry import MODELS
@@ -92,3 +92,8 @@ class OREPAConv2d(ReparamConv2d):
 
     def squeezed_kernel(self):
         return self.branches.kernel(), self.bias
+
+    def set_squeezed_kernel(self, kernel, bias=None) -> None:
+        self._check_squeezed(kernel, bias)
+        self.branches.set_kernel(kernel)
+        self._set_bias(bias)

@@ -1,6 +1,5 @@
 # The authors' published OREPA-VGG-A0, ImageNet-1k, in mmorepa's train form.
 # Weights: python tools/convert_published.py SRC DST --arch repvgg-a0
-# (the converter's PUBLISHED_ARCHS['repvgg-a0'] holds the same backbone).
 _base_ = './orepa-resnet18_in1k.py'
 model = dict(
     backbone=dict(_delete_=True, type='OREPARepVGG', arch='A0', out_indices=(3, )),

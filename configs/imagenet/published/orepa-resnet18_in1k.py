@@ -1,6 +1,5 @@
 # The authors' published OREPA-ResNet-18, ImageNet-1k, in mmorepa's train form.
 # Weights: python tools/convert_published.py SRC DST --arch resnet18
-# (the converter's PUBLISHED_ARCHS['resnet18'] holds the same backbone).
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32.py',
     'mmpretrain::_base_/schedules/imagenet_bs256.py',

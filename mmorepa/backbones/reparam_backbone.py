@@ -1,0 +1,63 @@
+"""What the re-param backbones share: their deploy form and their pretrained weights."""
+import abc
+from typing import Tuple
+
+from mmengine.model.weight_init import PretrainedInit
+
+from ..layers import Squeezable
+from .stock_weights import load_pretrained
+
+
+class ReparamBackbone(Squeezable):
+    """Mixin of backbones that train with re-param layers and deploy as a stock one.
+
+    - ``deploy=True`` builds the stock structure; :meth:`switch_to_deploy`
+      converts a trained backbone in place (the names mmpretrain's
+      ``tools/model_converters/reparameterize_model.py`` and its
+      ``--cfg-options model.backbone.deploy=True`` test flow use);
+      :meth:`squeeze` does the same for :func:`mmorepa.reparameterize`.
+    - ``init_cfg=dict(type='Pretrained', ...)`` loads either form exactly
+      (see :mod:`mmorepa.backbones.stock_weights`), where mmengine would load
+      stock keys into a re-param backbone with ``strict=False`` and match none.
+    - :meth:`stock_config` says which stock backbone of a library the squeezed
+      weights load into.
+    """
+
+    #: Arguments the stock backbone does not take.
+    REPARAM_ONLY_ARGS: Tuple[str, ...] = ()
+
+    @classmethod
+    @abc.abstractmethod
+    def stock_config(cls, cfg: dict, scope: str) -> dict:
+        """The config of the stock backbone this one deploys as.
+
+        Args:
+            cfg (dict): This backbone's config (``type`` and arguments).
+            scope (str): The library whose backbone is wanted:
+                ``'mmpretrain'``, ``'mmdet'`` or ``'mmseg'``.
+        """
+
+    @abc.abstractmethod
+    def switch_to_deploy(self) -> None:
+        """Squeeze every re-param block in place; the keys become the stock ones."""
+
+    def squeeze(self) -> 'ReparamBackbone':
+        self.switch_to_deploy()
+        return self
+
+    def init_weights(self) -> None:
+        configs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        pretrained = [cfg for cfg in configs if cfg is not None and (
+            cfg['type'] == 'Pretrained' or cfg['type'] is PretrainedInit)]
+        if not pretrained:
+            return super().init_weights()
+        # Every other init first (as mmengine orders them), then the weights.
+        original = self.init_cfg
+        self.init_cfg = [cfg for cfg in configs if cfg not in pretrained] or None
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = original
+        for cfg in pretrained:
+            load_pretrained(self, cfg['checkpoint'], cfg.get('prefix'),
+                            cfg.get('map_location', 'cpu'))
