@@ -5,7 +5,7 @@ from mmengine.registry import MODELS
 from mmpretrain.models.backbones import RepVGG
 from mmpretrain.models.backbones.repvgg import RepVGGBlock
 
-from ..layers import OREPA_VGG_BRANCHES, ReparamConv2d
+from ..layers import OREPA_VGG_BRANCHES, Squeezable
 from ..utils import check_choice
 from .reparam_backbone import ReparamBackbone
 
@@ -15,11 +15,11 @@ VGG_REPARAM_MODES = ('orepa', 'repvgg')
 def squeeze_repvgg_block(block: RepVGGBlock) -> RepVGGBlock:
     """Switch an mmpretrain ``RepVGGBlock`` to deploy form, OREPA 3x3 conv or not.
 
-    The OREPA conv is squeezed to a plain conv first, so that the stock
+    A re-param 3x3 conv is squeezed to a plain conv first, so that the stock
     ``switch_to_deploy`` (which reads ``conv.weight``) fuses the block. In place.
     """
     if not block.deploy:
-        if isinstance(block.branch_3x3.conv, ReparamConv2d):
+        if isinstance(block.branch_3x3.conv, Squeezable):
             block.branch_3x3.conv = block.branch_3x3.conv.squeeze()
         # The stock switch builds `branch_reparam` from conv_cfg: make it plain.
         block.conv_cfg = None
@@ -46,11 +46,13 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
         branches (Sequence[str]): Branches of the OREPA 3x3 convs.
         scaling (str | None): ``'vector'`` (default), ``'scalar'`` or ``None``.
         deploy (bool): Build the squeezed form directly.
+        compile_kernels (bool): Generate the kernels with ``torch.compile``.
+            Default: False.
         **kwargs: Every other argument of mmpretrain's ``RepVGG``, same meaning
             (``conv_cfg`` excepted: ``reparam`` sets it).
     """
 
-    REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'deploy')
+    REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'deploy', 'compile_kernels')
 
     def __init__(self,
                  arch,
@@ -58,6 +60,7 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
                  branches=OREPA_VGG_BRANCHES,
                  scaling: Optional[str] = 'vector',
                  deploy: bool = False,
+                 compile_kernels: bool = False,
                  **kwargs) -> None:
         check_choice('reparam', reparam, VGG_REPARAM_MODES)
         if isinstance(arch, str):
@@ -69,6 +72,7 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
         if reparam == 'orepa' and not deploy:
             conv_cfg = dict(type='OREPAVGG', branches=tuple(branches), scaling=scaling)
         super().__init__(arch, conv_cfg=conv_cfg, deploy=deploy, **kwargs)
+        self.compile_kernels(compile_kernels)
 
     def train(self, mode: bool = True) -> 'OREPARepVGG':
         # mmpretrain's RepVGG.train returns None; nn.Module promises self.

@@ -75,6 +75,9 @@ class OREPAResNet(ReparamBackbone, ResNet):
             Default: 4.
         base_width (int, optional): mmdet / mmseg's name for ``width_per_group``.
         deploy (bool): Build the squeezed (stock ResNet) form directly.
+        compile_kernels (bool): Generate the kernels with ``torch.compile``:
+            faster steps after a compile of a minute or so per run (the
+            compiled code is kept on disk). Default: False.
         **kwargs: Every other argument of mmseg's ``ResNet`` (``in_channels,
             stem_channels, base_channels, num_stages, strides, dilations,
             out_indices, style, deep_stem, avg_down, frozen_stages, conv_cfg,
@@ -84,7 +87,7 @@ class OREPAResNet(ReparamBackbone, ResNet):
     """
 
     REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'rep_1x1', 'linear_stem', 'deploy',
-                         'groups', 'width_per_group', 'base_width')
+                         'groups', 'width_per_group', 'base_width', 'compile_kernels')
     #: The stock backbone's type, and the stem arguments this class fixes.
     STOCK_TYPE = 'ResNet'
     STEM_ARGS: dict = {}
@@ -100,6 +103,7 @@ class OREPAResNet(ReparamBackbone, ResNet):
                  width_per_group: int = 4,
                  base_width: Optional[int] = None,
                  deploy: bool = False,
+                 compile_kernels: bool = False,
                  num_stages: int = 4,
                  strides: Sequence[int] = (1, 2, 2, 2),
                  dilations: Sequence[int] = (1, 1, 1, 1),
@@ -140,6 +144,7 @@ class OREPAResNet(ReparamBackbone, ResNet):
         for (_, conv), (norm_name, norm) in list(conv_norm_pairs(self)):
             if isinstance(conv, DBBConv2d) and isinstance(norm, nn.modules.batchnorm._BatchNorm):
                 set_submodule(self, norm_name, AbsentNorm(norm_cfg, norm.num_features))
+        self.compile_kernels(compile_kernels)
 
     def make_res_layer(self, **kwargs) -> nn.Module:
         if self.groups != 1:

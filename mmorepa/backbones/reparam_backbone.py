@@ -4,7 +4,7 @@ from typing import Tuple
 
 from mmengine.model.weight_init import PretrainedInit
 
-from ..layers import Squeezable
+from ..layers import ReparamConv2d, Squeezable
 from .stock_weights import load_pretrained
 
 
@@ -21,6 +21,8 @@ class ReparamBackbone(Squeezable):
       stock keys into a re-param backbone with ``strict=False`` and match none.
     - :meth:`stock_config` says which stock backbone of a library the squeezed
       weights load into.
+    - ``compile_kernels=True`` (an argument of both backbones) compiles the
+      kernel generation (:meth:`compile_kernels`).
     """
 
     #: Arguments the stock backbone does not take.
@@ -40,6 +42,13 @@ class ReparamBackbone(Squeezable):
     @abc.abstractmethod
     def switch_to_deploy(self) -> None:
         """Squeeze every re-param block in place; the keys become the stock ones."""
+
+    def compile_kernels(self, enabled: bool = True) -> None:
+        """Generate every layer's kernel with ``torch.compile`` (see
+        :mod:`mmorepa.layers.compiled_kernel`), or eagerly again."""
+        for module in self.modules():
+            if isinstance(module, ReparamConv2d):
+                module.compile_kernel = enabled
 
     def squeeze(self) -> 'ReparamBackbone':
         self.switch_to_deploy()

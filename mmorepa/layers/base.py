@@ -1,4 +1,5 @@
 """What every re-parameterizable conv layer shares."""
+import functools
 from typing import Iterator, Optional, Tuple
 
 import torch
@@ -7,6 +8,7 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from ..utils import check_choice, check_positive_int
+from .compiled_kernel import compiled_squeezed_kernel
 from .kernel_cache import KernelCache, autocast_state
 from .squeeze import Squeezable
 
@@ -44,7 +46,8 @@ class ReparamConv2d(Squeezable, nn.Module):
     measured here, generating it in bfloat16 was no faster on the CPU and its
     gradients were further from float32 (README, "Recipes: AMP").
     ``kernel_under_autocast = True`` on a layer generates it under autocast
-    instead (the benchmark's comparison).
+    instead (the benchmark's comparison). ``compile_kernel = True`` generates
+    it with ``torch.compile`` (see :mod:`mmorepa.layers.compiled_kernel`).
 
     Args:
         in_channels (int): Input channels.
@@ -59,6 +62,7 @@ class ReparamConv2d(Squeezable, nn.Module):
     """
 
     kernel_under_autocast = False
+    compile_kernel = False
 
     def __init__(self,
                  in_channels: int,
@@ -141,10 +145,13 @@ class ReparamConv2d(Squeezable, nn.Module):
         yield from self.buffers()
 
     def _generate_kernel(self) -> Tuple[Tensor, Optional[Tensor]]:
+        generate = self.squeezed_kernel
+        if self.compile_kernel and not torch.compiler.is_compiling():
+            generate = functools.partial(compiled_squeezed_kernel, self)
         if self.kernel_under_autocast:
-            return self.squeezed_kernel()
+            return generate()
         with torch.autocast(self._device_type(), enabled=False):
-            return self.squeezed_kernel()
+            return generate()
 
     def _device_type(self) -> str:
         return next(self._state_tensors()).device.type

@@ -13,8 +13,8 @@ class BranchSum(nn.ModuleDict):
     """Kernel ``sum_b scale_b[o] * K_b[o]`` over named branch kernels.
 
     OREPA replaces each branch's BatchNorm by a linear scale so that the whole
-    block stays linear and can be squeezed every forward pass (paper, sec. 3.2;
-    docs/method.md).
+    block stays linear and can be squeezed every forward pass (paper, sec. 3,
+    "Block Linearization"; docs/method.md).
 
     The branch that can hold any kernel (``origin``, else ``1x1_kxk``: the
     lowest ``absorb_rank``) is added last. Training does not care about the

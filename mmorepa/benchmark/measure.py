@@ -1,0 +1,104 @@
+"""Timing and memory of training steps, on the CPU or a GPU.
+
+Time: the compared models live in one process and their steps alternate
+(A B C A B C ...), so a slow moment of a shared machine hits every model of
+the round alike; a round's ratio is its step time over the reference's in
+the same round. (``torch.utils.benchmark`` times one statement many times in
+a row, which is what alternation avoids.) Memory: each variant in a fresh
+process, whose peak is the variant's alone.
+"""
+import resource
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List
+
+import torch
+from torch import nn
+
+from ..layers import ReparamConv2d
+from ..layers.orepa_branches import Conv1x1KxKBranch, LinearChainBranch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def timed(step: Callable[[], None], device: torch.device) -> float:
+    """Seconds one call of ``step`` takes, the device's queue drained on both ends."""
+    synchronize(device)
+    start = time.perf_counter()
+    step()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def alternate(steps: Dict[str, Callable[[], None]], rounds: int, warmup: int,
+              device: torch.device, progress: Callable[[str], None] = print
+              ) -> Dict[str, List[float]]:
+    """Step times per round, the steps of every model alternating.
+
+    Args:
+        steps (dict[str, callable]): Name to one training step.
+        rounds (int): Timed rounds; each runs every step once.
+        warmup (int): Untimed rounds first.
+        device (torch.device): Where the steps run.
+        progress (callable): Gets one line per round.
+    """
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times = {name: [] for name in steps}
+    for index in range(rounds):
+        for name, step in steps.items():
+            times[name].append(timed(step, device))
+        progress(f'round {index + 1}/{rounds}: ' + ', '.join(
+            f'{name} {seconds[-1]:.3f} s' for name, seconds in times.items()))
+    return times
+
+
+def peak_rss_mb() -> float:
+    """Peak resident size of this process so far, in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kilobytes, macOS bytes.
+    return peak / 2**20 if sys.platform == 'darwin' else peak / 2**10
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == 'cuda':
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """``max_memory_allocated`` on a GPU; the process's peak resident size on the CPU."""
+    if device.type == 'cuda':
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return peak_rss_mb()
+
+
+def kernel_generation(model: nn.Module, rounds: int, device: torch.device) -> Dict[str, float]:
+    """Median seconds to generate every squeezed kernel of ``model``, forward and
+    backward (no feature maps), and the matrix-product branches alone (1x1-kxk,
+    Rep-1x1's chain), whose size the architecture fixes: the floor of OREPA's
+    extra cost. Frozen layers (no gradient) are left out, as training leaves them."""
+    def trained(module):
+        return any(p.requires_grad for p in module.parameters())
+
+    layers = [m for m in model.modules() if isinstance(m, ReparamConv2d) and trained(m)]
+    products = [m for m in model.modules()
+                if isinstance(m, (Conv1x1KxKBranch, LinearChainBranch)) and trained(m)]
+
+    def generate(kernels: Callable[[], List[torch.Tensor]]) -> Callable[[], None]:
+        def run() -> None:
+            outputs = kernels()
+            torch.autograd.backward(outputs, [torch.ones_like(out) for out in outputs])
+        return run
+
+    every = generate(lambda: [layer._generate_kernel()[0] for layer in layers])
+    product = generate(lambda: [branch.kernel() for branch in products])
+    times = alternate(dict(kernels=every, products=product), rounds, 1, device,
+                      progress=lambda line: None)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}

@@ -1,0 +1,217 @@
+"""What the benchmark trains: architectures, their variants, and one training step.
+
+A classification variant is the backbone, global average pooling and a
+1000-way linear layer, trained with cross-entropy on random labels by SGD
+with momentum. A detection variant is mmdet's shipped Faster R-CNN R-50-FPN
+(``frozen_stages=1``) with its backbone swapped, on a fixed 2 x 3 x 512 x 672
+batch with ten random boxes.
+"""
+import os
+from typing import Callable, Dict, Tuple
+
+import torch
+from torch import nn
+
+from ..layers import ReparamConv2d, reparameterize
+from .reference import use_reference_blocks
+
+NUM_CLASSES = 1000
+IN_CHANNELS = 3
+DETECTION_SHAPE = (2, 3, 512, 672)
+DETECTION_CONFIG = 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+
+# Figure 8 of the paper: cost as OREPA's components are added to ResNet-18
+# (Table 2 rows), each against its offline counterpart where one is published.
+COMPONENT_ROWS = {
+    'online': dict(branches=('origin', 'avg', '1x1_kxk', '1x1'), linear_stem=False),
+    '+prior': dict(branches=('origin', 'avg', 'prior', '1x1_kxk', '1x1'), linear_stem=False),
+    '+separable': dict(linear_stem=False),
+    '+linear stem': dict(),
+    '+rep-1x1': dict(rep_1x1=True),
+}
+
+
+def _resnet(depth: int, variant: str) -> nn.Module:
+    from mmpretrain.models.backbones import ResNet
+
+    from ..backbones import OREPAResNet
+    if variant in ('plain', 'stock'):
+        return ResNet(depth, out_indices=(3, ))
+    if variant in COMPONENT_ROWS:
+        backbone = OREPAResNet(depth, out_indices=(3, ), **COMPONENT_ROWS[variant])
+        if not COMPONENT_ROWS[variant].get('linear_stem', True):
+            backbone.conv1 = nn.Conv2d(IN_CHANNELS, 64, 7, 2, 3, bias=False)  # a plain stem
+        return backbone
+    reparam = 'dbb' if variant == 'dbb' else 'orepa'
+    backbone = OREPAResNet(depth, reparam=reparam, out_indices=(3, ),
+                           compile_kernels=variant == 'orepa-compiled')
+    if variant == 'orepa-amp-kernels':
+        for module in backbone.modules():
+            if isinstance(module, ReparamConv2d):
+                module.kernel_under_autocast = True
+    return use_reference_blocks(backbone) if variant == 'orepa-reference' else backbone
+
+
+def _repvgg(arch: str, variant: str) -> nn.Module:
+    from mmpretrain.models.backbones import RepVGG
+
+    from ..backbones import OREPARepVGG
+    if variant in ('plain', 'stock'):
+        # The deploy form: one 3x3 conv with bias + ReLU per block, a plain VGG.
+        return RepVGG(arch, deploy=True)
+    if variant == 'repvgg':
+        return RepVGG(arch)
+    backbone = OREPARepVGG(arch, compile_kernels=variant == 'orepa-vgg-compiled')
+    return use_reference_blocks(backbone) if variant == 'orepa-vgg-reference' else backbone
+
+
+# Architecture -> (backbone builder, variants; the first is the reference of ratios).
+# orepa-amp-kernels: kernels generated in the autocast dtype (with --amp; the
+# default generates them in float32).
+RESNET_VARIANTS = ('plain', 'dbb', 'orepa', 'orepa-reference', 'orepa-compiled',
+                   'orepa-amp-kernels')
+VGG_VARIANTS = ('plain', 'repvgg', 'orepa-vgg', 'orepa-vgg-reference', 'orepa-vgg-compiled')
+ARCHS: Dict[str, Tuple[Callable[[str], nn.Module], Tuple[str, ...]]] = {
+    'resnet18': (lambda variant: _resnet(18, variant), RESNET_VARIANTS),
+    'resnet34': (lambda variant: _resnet(34, variant), RESNET_VARIANTS),
+    'resnet50': (lambda variant: _resnet(50, variant), RESNET_VARIANTS),
+    'resnet101': (lambda variant: _resnet(101, variant), RESNET_VARIANTS),
+    'repvgg-a0': (lambda variant: _repvgg('A0', variant), VGG_VARIANTS),
+    'repvgg-a1': (lambda variant: _repvgg('A1', variant), VGG_VARIANTS),
+    'repvgg-a2': (lambda variant: _repvgg('A2', variant), VGG_VARIANTS),
+    'resnet18-components': (lambda variant: _resnet(18, variant),
+                            ('plain', 'dbb', *COMPONENT_ROWS)),
+    'faster-rcnn-r50': (None, ('plain', 'dbb', 'orepa', 'orepa-compiled')),
+}
+# Variants whose kernel generation is timed on its own (the floor of the cost).
+KERNEL_TIMED = ('orepa', 'orepa-compiled', 'orepa-amp-kernels', 'orepa-vgg',
+                'orepa-vgg-compiled')
+# The variant whose squeezed form is timed at inference against the stock network.
+DEPLOYED = {'resnet18': 'orepa', 'resnet34': 'orepa', 'resnet50': 'orepa',
+            'resnet101': 'orepa', 'repvgg-a0': 'orepa-vgg', 'repvgg-a1': 'orepa-vgg',
+            'repvgg-a2': 'orepa-vgg'}
+
+
+# Offline re-param variants: every branch runs on the feature maps.
+OFFLINE = ('dbb', 'repvgg')
+
+
+def variants(arch: str) -> Tuple[str, ...]:
+    return ARCHS[arch][1]
+
+
+def is_offline(variant: str) -> bool:
+    return variant in OFFLINE
+
+
+class Classifier(nn.Module):
+    """Backbone, global average pooling and a linear layer.
+
+    Args:
+        backbone (nn.Module): An OpenMMLab backbone returning a tuple of
+            feature maps; the last one is classified.
+    """
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        with torch.no_grad():
+            # Eval mode keeps the BatchNorm statistics untouched.
+            backbone.eval()
+            channels = backbone(torch.zeros(1, IN_CHANNELS, 32, 32))[-1].shape[1]
+            backbone.train()
+        self.fc = nn.Linear(channels, NUM_CLASSES)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.backbone(inputs)[-1].mean(dim=(2, 3)))
+
+
+def _detector(variant: str) -> nn.Module:
+    import mmdet
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from ..engine import build_model
+    cfg = Config.fromfile(os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs',
+                                       DETECTION_CONFIG))
+    cfg.model.backbone.init_cfg = None
+    if variant != 'plain':
+        cfg.model.backbone.update(type='OREPAResNet',
+                                  reparam='dbb' if variant == 'dbb' else 'orepa',
+                                  compile_kernels=variant == 'orepa-compiled')
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return build_model(cfg)
+
+
+def build(arch: str, variant: str) -> nn.Module:
+    """The model of ``arch`` in ``variant``, in train mode."""
+    builder, known = ARCHS[arch]
+    if variant not in known and variant != 'stock':
+        raise ValueError(f'variant for {arch} must be one of {known}, got {variant!r}')
+    if builder is None:
+        return _detector(variant).train()
+    return Classifier(builder(variant)).train()
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(param.numel() for param in model.parameters())
+
+
+def deployed_params(model: nn.Module) -> int:
+    """Parameters of the squeezed model (a copy); stock RepVGG switches itself."""
+    squeezed = reparameterize(model.eval())
+    backbone = getattr(squeezed, 'backbone', None)
+    if hasattr(backbone, 'switch_to_deploy'):  # mmpretrain's convention
+        backbone.switch_to_deploy()
+    return count_params(squeezed)
+
+
+def training_step(model: nn.Module, batch_size: int, size: int, device: torch.device,
+                  amp: bool = False, channels_last: bool = False) -> Callable[[], None]:
+    """One forward + backward + SGD update (momentum 0.9, weight decay 1e-4), as a
+    closure over a fixed random batch; under bfloat16 / float16 autocast if ``amp``."""
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    amp_dtype = torch.bfloat16 if device.type == 'cpu' else torch.float16
+    loss_of = _detection_loss(model, device) if not isinstance(model, Classifier) else \
+        _classification_loss(model, batch_size, size, device, channels_last)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+            loss = loss_of()
+        loss.float().backward()
+        optimizer.step()
+
+    return step
+
+
+def _classification_loss(model, batch_size, size, device, channels_last):
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(batch_size, IN_CHANNELS, size, size, generator=generator).to(device)
+    if channels_last:
+        inputs = inputs.to(memory_format=torch.channels_last)
+    labels = torch.randint(NUM_CLASSES, (batch_size, ), generator=generator).to(device)
+    return lambda: nn.functional.cross_entropy(model(inputs), labels)
+
+
+def _detection_loss(model, device):
+    from mmdet.testing import demo_mm_inputs
+    from mmengine.registry import DefaultScope
+    torch.manual_seed(0)
+    batch = demo_mm_inputs(batch_size=DETECTION_SHAPE[0], image_shapes=[DETECTION_SHAPE[1:]] *
+                           DETECTION_SHAPE[0], num_items=[10] * DETECTION_SHAPE[0],
+                           num_classes=80)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        data = model.data_preprocessor(batch, True)
+    inputs = data['inputs'].to(device)
+    samples = [sample.to(device) for sample in data['data_samples']]
+
+    def loss():
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            losses = model.loss(inputs, samples)
+        return model.parse_losses(losses)[0]
+
+    return loss

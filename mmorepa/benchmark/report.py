@@ -1,0 +1,130 @@
+"""The benchmark's numbers: ratios with their spread, tables, a plot, JSON."""
+import json
+import statistics
+from typing import Dict, List
+
+from prettytable import PrettyTable
+
+from . import models
+
+
+def ratio_stats(values: List[float], references: List[float]) -> Dict[str, float]:
+    """min / median / max over the rounds of ``values[i] / references[i]``."""
+    ratios = [value / reference for value, reference in zip(values, references)]
+    return dict(min=min(ratios), median=statistics.median(ratios), max=max(ratios))
+
+
+def summarize(results: Dict[str, dict]) -> Dict[str, dict]:
+    """Per arch and variant: step time and peak memory, their ratios to the first
+    variant (per round), parameters and the kernel-generation shares."""
+    summary = {}
+    for arch, entry in results.items():
+        timings = entry['time']['variants']
+        variants = list(timings)
+        reference = variants[0]
+        ref_times = timings[reference]['times_s']
+        ref_memory = [run['peak_memory_mb'] for run in entry['memory'][reference]]
+        rows = {}
+        for variant in variants:
+            timing = timings[variant]
+            memory = [run['peak_memory_mb'] for run in entry['memory'][variant]]
+            row = dict(step_s=statistics.median(timing['times_s']),
+                       time_ratio=ratio_stats(timing['times_s'], ref_times),
+                       peak_memory_mb=statistics.median(memory),
+                       memory_ratio=ratio_stats(memory, ref_memory),
+                       params_train=timing['params_train'],
+                       params_deploy=timing['params_deploy'],
+                       rounds=len(timing['times_s']))
+            for key in ('kernels', 'products'):
+                if key in timing:
+                    row[f'{key}_s'] = timing[key]
+                    row[f'{key}_share'] = timing[key] / statistics.median(ref_times)
+            rows[variant] = row
+        summary[arch] = dict(train=rows)
+        if 'infer' in entry:
+            infer = entry['infer']
+            stock = infer['stock']['times_s']
+            squeezed = next(name for name in infer if name != 'stock')
+            summary[arch]['infer'] = dict(
+                variant=squeezed, params=infer[squeezed]['params'],
+                stock_params=infer['stock']['params'],
+                stock_s=statistics.median(stock),
+                throughput_ratio=ratio_stats(stock, infer[squeezed]['times_s']))
+    return summary
+
+
+def _spread(stats: Dict[str, float]) -> str:
+    return f"{stats['median']:.2f}x ({stats['min']:.2f}-{stats['max']:.2f})"
+
+
+def format_tables(summary: Dict[str, dict], settings: dict) -> str:
+    """Training, kernel-generation and inference tables as text."""
+    head = (f"Training step: batch {settings['batch']}, {settings['size']}x{settings['size']}, "
+            f"{settings['device']}, {settings['threads']} thread(s)"
+            f"{', bfloat16/float16 autocast' if settings['amp'] else ', float32'}; "
+            f"time: steps alternating in one process, {settings['rounds']} rounds after "
+            f"{settings['warmup']} warm-up; memory: each variant in a fresh process, "
+            f"{settings['rounds']} rounds; ratios: median (min-max over rounds)")
+    train = PrettyTable(['arch', 'variant', 'params train', 'params deploy', 'step',
+                         'time ratio', 'peak memory', 'memory ratio'])
+    kernels = PrettyTable(['arch', 'variant', 'all kernels (fwd+bwd)', 'share of plain step',
+                           'of which matrix products', 'share'])
+    infer = PrettyTable(['arch', 'squeezed', 'params', 'stock params', 'stock batch time',
+                         'throughput vs stock'])
+    for arch, entry in summary.items():
+        for variant, row in entry['train'].items():
+            train.add_row([arch, variant, f"{row['params_train'] / 1e6:.2f} M",
+                           f"{row['params_deploy'] / 1e6:.2f} M", f"{row['step_s']:.3f} s",
+                           _spread(row['time_ratio']), f"{row['peak_memory_mb']:.0f} MB",
+                           _spread(row['memory_ratio'])])
+            if 'kernels_s' in row:
+                kernels.add_row([arch, variant, f"{row['kernels_s']:.3f} s",
+                                 f"{row['kernels_share']:.2f}", f"{row['products_s']:.3f} s",
+                                 f"{row['products_share']:.2f}"])
+        if 'infer' in entry:
+            row = entry['infer']
+            infer.add_row([arch, row['variant'], f"{row['params'] / 1e6:.2f} M",
+                           f"{row['stock_params'] / 1e6:.2f} M", f"{row['stock_s']:.3f} s",
+                           _spread(row['throughput_ratio'])])
+    parts = [head, train.get_string()]
+    if kernels.rows:
+        parts += ['Where OREPA\'s extra time goes: generating every kernel, forward and '
+                  'backward, no feature maps', kernels.get_string()]
+    if infer.rows:
+        parts += ['Deployed inference (eval, no_grad, batch by batch alternating): squeezed '
+                  'model vs stock network', infer.get_string()]
+    return '\n'.join(parts)
+
+
+def plot(summary: Dict[str, dict], path: str) -> None:
+    """Time and memory ratio per variant with the min-max spread, one row per arch
+    (for the component rows: the paper's Figure 8)."""
+    import matplotlib
+    matplotlib.use('Agg')  # files only; no display on benchmark machines
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(len(summary), 2, figsize=(11, 3.2 * len(summary)),
+                                squeeze=False)
+    for row_axes, (arch, entry) in zip(axes, summary.items()):
+        names = list(entry['train'])
+        for axis, key, title in ((row_axes[0], 'time_ratio', 'training step time'),
+                                 (row_axes[1], 'memory_ratio', 'peak memory')):
+            stats = [entry['train'][name][key] for name in names]
+            medians = [s['median'] for s in stats]
+            errors = [[m - s['min'] for m, s in zip(medians, stats)],
+                      [s['max'] - m for m, s in zip(medians, stats)]]
+            bars = axis.bar(range(len(names)), medians, yerr=errors, capsize=3,
+                            color=['#9e9e9e'] + ['#4c72b0' if models.is_offline(name)
+                                                 else '#dd8452' for name in names[1:]])
+            for bar, value in zip(bars, medians):
+                axis.annotate(f'{value:.2f}x', (bar.get_x() + bar.get_width() / 2, value),
+                              ha='center', va='bottom', fontsize=8)
+            axis.set_xticks(range(len(names)), names, fontsize=8, rotation=20)
+            axis.set_title(f'{arch}: {title} (x {names[0]})', fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=130)
+    plt.close(figure)
+
+
+def write_json(path: str, settings: dict, summary: dict, results: dict) -> None:
+    with open(path, 'w') as file:
+        json.dump(dict(settings=settings, summary=summary, runs=results), file, indent=2)
