@@ -72,7 +72,7 @@ def demo_config(data_root, work_dir, epochs):
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1, max_keep_ckpts=1)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=5)
     cfg.work_dir = work_dir
-    cfg.randomness = dict(seed=0)
+    cfg.randomness = dict(seed=0, deterministic=True)
     return cfg
 
 

@@ -23,10 +23,10 @@ checks squeezing and export together.
 import argparse
 
 import torch
-from mmengine.config import Config, DictAction
 
 import mmorepa  # noqa: F401  (registers the plugin, allows OpenMMLab checkpoints)
 from mmorepa.engine import ReparamError, is_same_file, load_trained_model, tool_main
+from mmorepa.engine.cli import add_check_arguments, load_config, parse_checked
 from mmorepa.engine.onnx_export import (DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, export_onnx,
                                         onnx_difference)
 
@@ -40,26 +40,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('output', help='ONNX file to write')
     parser.add_argument('--backbone-only', action='store_true',
                         help='export model.backbone instead of the whole model')
-    parser.add_argument('--shape', type=int, nargs=2, default=(224, 224),
-                        metavar=('H', 'W'), help='input height and width (default: 224 224)')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
                         help=f'ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default: {DEFAULT_OPSET})')
     parser.add_argument('--verify', action='store_true',
-                        help='compare onnxruntime with PyTorch on a random input; exit 1 '
-                        'if they differ by more than --tolerance')
-    parser.add_argument('--tolerance', type=float, default=1e-4,
-                        help='max abs error accepted by --verify, relative to max|output| '
-                        '(default: 1e-4)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, as in OpenMMLab tools')
-    args = parser.parse_args(argv)
-    if min(args.shape) <= 0:
-        parser.error(f'--shape must be two positive ints H W, got {args.shape[0]} '
-                     f'{args.shape[1]}')
+                        help='compare onnxruntime with PyTorch on a random input of --shape; '
+                        'exit 1 if they differ by more than --tolerance')
+    add_check_arguments(parser)
+    args = parse_checked(parser, argv)
     if not MIN_OPSET <= args.opset <= MAX_OPSET:
         parser.error(f'--opset must lie in [{MIN_OPSET}, {MAX_OPSET}], got {args.opset}')
-    if args.tolerance <= 0:
-        parser.error(f'--tolerance must be positive, got {args.tolerance}')
     for source in (args.checkpoint, args.config):
         if is_same_file(args.output, source):
             parser.error(f'output {args.output} is the input file {source}; refusing to '
@@ -70,9 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 @tool_main
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args)
     loaded = load_trained_model(cfg, args.checkpoint)
     in_channels = cfg.model.backbone.get('in_channels', 3)
     inputs = torch.randn(1, in_channels, *args.shape)

@@ -13,10 +13,10 @@ mmdet and mmseg; an already squeezed checkpoint is left as it is.
 import argparse
 
 import torch
-from mmengine.config import Config, DictAction
 
 import mmorepa  # noqa: F401  (registers the plugin, allows OpenMMLab checkpoints)
 from mmorepa.engine import ReparamError, export_deploy, tool_main
+from mmorepa.engine.cli import add_check_arguments, load_config, parse_checked
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,25 +24,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='training config of the checkpoint')
     parser.add_argument('checkpoint', help='trained checkpoint (train form)')
     parser.add_argument('out_dir', help='folder for the deploy checkpoint and config')
-    parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
-                        help='height and width of the random verification input '
-                        '(default: 224 224)')
-    parser.add_argument('--tolerance', type=float, default=1e-4,
-                        help='max relative difference accepted (default: 1e-4)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, as in OpenMMLab tools')
-    args = parser.parse_args(argv)
-    if min(args.shape) <= 0:
-        parser.error(f'--shape must be two positive ints H W, got {args.shape}')
-    return args
+    add_check_arguments(parser)
+    return parse_checked(parser, argv)
 
 
 @tool_main
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args)
     print(f'squeezing {args.checkpoint} ...', flush=True)
     export = export_deploy(cfg, args.checkpoint, args.out_dir)
     if export is None:

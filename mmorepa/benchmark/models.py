@@ -45,10 +45,10 @@ def _resnet(depth: int, variant: str) -> nn.Module:
     reparam = 'dbb' if variant == 'dbb' else 'orepa'
     backbone = OREPAResNet(depth, reparam=reparam, out_indices=(3, ),
                            compile_kernels=variant == 'orepa-compiled')
-    if variant == 'orepa-amp-kernels':
+    if variant == 'orepa-float32-kernels':
         for module in backbone.modules():
             if isinstance(module, ReparamConv2d):
-                module.kernel_under_autocast = True
+                module.kernel_under_autocast = False
     return use_reference_blocks(backbone) if variant == 'orepa-reference' else backbone
 
 
@@ -66,10 +66,10 @@ def _repvgg(arch: str, variant: str) -> nn.Module:
 
 
 # Architecture -> (backbone builder, variants; the first is the reference of ratios).
-# orepa-amp-kernels: kernels generated in the autocast dtype (with --amp; the
-# default generates them in float32).
+# orepa-float32-kernels: with --amp, kernels generated in float32 (the default
+# generates them under the autocast).
 RESNET_VARIANTS = ('plain', 'dbb', 'orepa', 'orepa-reference', 'orepa-compiled',
-                   'orepa-amp-kernels')
+                   'orepa-float32-kernels')
 VGG_VARIANTS = ('plain', 'repvgg', 'orepa-vgg', 'orepa-vgg-reference', 'orepa-vgg-compiled')
 ARCHS: Dict[str, Tuple[Callable[[str], nn.Module], Tuple[str, ...]]] = {
     'resnet18': (lambda variant: _resnet(18, variant), RESNET_VARIANTS),
@@ -84,7 +84,7 @@ ARCHS: Dict[str, Tuple[Callable[[str], nn.Module], Tuple[str, ...]]] = {
     'faster-rcnn-r50': (None, ('plain', 'dbb', 'orepa', 'orepa-compiled')),
 }
 # Variants whose kernel generation is timed on its own (the floor of the cost).
-KERNEL_TIMED = ('orepa', 'orepa-compiled', 'orepa-amp-kernels', 'orepa-vgg',
+KERNEL_TIMED = ('orepa', 'orepa-compiled', 'orepa-float32-kernels', 'orepa-vgg',
                 'orepa-vgg-compiled')
 # The variant whose squeezed form is timed at inference against the stock network.
 DEPLOYED = {'resnet18': 'orepa', 'resnet34': 'orepa', 'resnet50': 'orepa',
@@ -127,20 +127,33 @@ class Classifier(nn.Module):
 
 
 def _detector(variant: str) -> nn.Module:
+    """Every variant starts as the same detector (the re-param backbones from the
+    stock one's weights, exactly): a detector's heads cost what its proposals
+    make them cost, so the variants must propose alike."""
     import mmdet
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope
 
+    from ..backbones import load_state_dict_any_form
     from ..engine import build_model
     cfg = Config.fromfile(os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs',
                                        DETECTION_CONFIG))
     cfg.model.backbone.init_cfg = None
-    if variant != 'plain':
-        cfg.model.backbone.update(type='OREPAResNet',
-                                  reparam='dbb' if variant == 'dbb' else 'orepa',
-                                  compile_kernels=variant == 'orepa-compiled')
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return build_model(cfg)
+    torch.manual_seed(0)
+    plain = build_model(cfg)
+    plain.init_weights()
+    if variant == 'plain':
+        return plain
+    cfg.model.backbone.update(type='OREPAResNet', reparam='dbb' if variant == 'dbb' else 'orepa',
+                              compile_kernels=variant == 'orepa-compiled')
+    model = build_model(cfg)
+    weights = plain.state_dict()
+    missing, _ = model.load_state_dict(
+        {k: v for k, v in weights.items() if not k.startswith('backbone.')}, strict=False)
+    if any(not key.startswith('backbone.') for key in missing):
+        raise RuntimeError(f'the detectors differ outside the backbone: {missing}')
+    load_state_dict_any_form(model.backbone, {k[len('backbone.'):]: v for k, v in weights.items()
+                                              if k.startswith('backbone.')})
+    return model
 
 
 def build(arch: str, variant: str) -> nn.Module:

@@ -115,10 +115,13 @@ def plot(summary: Dict[str, dict], path: str) -> None:
             bars = axis.bar(range(len(names)), medians, yerr=errors, capsize=3,
                             color=['#9e9e9e'] + ['#4c72b0' if models.is_offline(name)
                                                  else '#dd8452' for name in names[1:]])
-            for bar, value in zip(bars, medians):
-                axis.annotate(f'{value:.2f}x', (bar.get_x() + bar.get_width() / 2, value),
-                              ha='center', va='bottom', fontsize=8)
+            for bar, value, spread in zip(bars, medians, stats):
+                axis.annotate(f'{value:.2f}x', (bar.get_x() + bar.get_width() / 2,
+                                                spread['max']), xytext=(0, 3),
+                              textcoords='offset points', ha='center', va='bottom',
+                              fontsize=8)
             axis.set_xticks(range(len(names)), names, fontsize=8, rotation=20)
+            axis.margins(y=0.12)
             axis.set_title(f'{arch}: {title} (x {names[0]})', fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=130)

@@ -59,4 +59,3 @@ def run_suite(settings: dict, progress: Callable[[str], None] = print) -> Dict[s
                                         rounds=settings['rounds']), progress)
         results[arch] = entry
     return results
-

@@ -3,7 +3,7 @@ from typing import Optional
 
 from mmengine.registry import MODELS
 
-from .base import ReparamConv2d
+from .base import BranchedConv2d
 from .branch_sum import BranchSum
 from .orepa_branches import LinearChainBranch, OriginBranch
 
@@ -13,7 +13,7 @@ REP1X1_INIT_SCALES = {'origin': 1.0, '1x1_1x1': 0.5}
 
 
 @MODELS.register_module()
-class OREPA1x1Conv2d(ReparamConv2d):
+class OREPA1x1Conv2d(BranchedConv2d):
     """Two-branch 1x1 conv: a plain 1x1 kernel plus a chain of two 1x1 kernels.
 
     Registered as ``'OREPA1x1Conv2d'``. Squeezes to a plain 1x1 conv.
@@ -47,11 +47,3 @@ class OREPA1x1Conv2d(ReparamConv2d):
         geometry = (in_channels, out_channels, 1, 1, REP1X1_KAIMING_A)
         branches = {'origin': OriginBranch(*geometry), '1x1_1x1': LinearChainBranch(*geometry)}
         self.branches = BranchSum(branches, REP1X1_INIT_SCALES, out_channels, scaling)
-
-    def squeezed_kernel(self):
-        return self.branches.kernel(), self.bias
-
-    def set_squeezed_kernel(self, kernel, bias=None) -> None:
-        self._check_squeezed(kernel, bias)
-        self.branches.set_kernel(kernel)
-        self._set_bias(bias)

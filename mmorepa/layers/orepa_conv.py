@@ -4,7 +4,7 @@ from typing import Optional, Sequence
 from mmengine.registry import MODELS
 
 from ..utils import check_choice
-from .base import ReparamConv2d
+from .base import BranchedConv2d
 from .branch_sum import BranchSum
 from .orepa_branches import (AvgBranch, Conv1x1Branch, Conv1x1KxKBranch, OriginBranch,
                              PriorBranch, SeparableBranch)
@@ -48,7 +48,7 @@ def build_branch_sum(branches: Sequence[str], in_channels: int, out_channels: in
 
 
 @MODELS.register_module()
-class OREPAConv2d(ReparamConv2d):
+class OREPAConv2d(BranchedConv2d):
     """Online re-parameterized ``k x k`` convolution (OREPA).
 
     Up to six linear branches (origin, avg, prior, 1x1-kxk, 1x1, depthwise-
@@ -89,11 +89,3 @@ class OREPAConv2d(ReparamConv2d):
             raise ValueError(f'kernel_size must be odd for OREPAConv2d, got {kernel_size!r}')
         self.branches = build_branch_sum(branches, in_channels, out_channels,
                                          self.kernel_size[0], groups, scaling, kaiming_a)
-
-    def squeezed_kernel(self):
-        return self.branches.kernel(), self.bias
-
-    def set_squeezed_kernel(self, kernel, bias=None) -> None:
-        self._check_squeezed(kernel, bias)
-        self.branches.set_kernel(kernel)
-        self._set_bias(bias)
