@@ -10,13 +10,14 @@ import sys
 import pytest
 import torch
 
-from mmorepa.benchmark import measure, models, worker
+from mmorepa.benchmark import measure, models, report, suite, worker
 from tools.analysis.benchmark_training import parse_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'tools', 'analysis', 'benchmark_training.py')
 TINY = ['--archs', 'resnet18', '--variants', 'dbb', 'orepa', 'orepa-reference', '--batch', '2',
-        '--size', '32', '--rounds', '2', '--warmup', '1', '--memory-steps', '1', '--threads', '1']
+        '--size', '32', '--rounds', '2', '--memory-rounds', '1', '--warmup', '1',
+        '--memory-steps', '1', '--threads', '1']
 
 
 @pytest.fixture(scope='module')
@@ -48,10 +49,11 @@ def test_every_variant_is_measured_against_the_first(tiny_run):
         # Time: every variant in one process; memory: a fresh one per run.
         assert len({runs[arch]['time']['pid']}) == 1
         pids = [run['pid'] for variant in runs[arch]['memory'].values() for run in variant]
-        assert len(set(pids)) == len(pids) == 2 * len(expected[arch])
+        assert len(set(pids)) == len(pids) == len(expected[arch])  # --memory-rounds 1
     assert 'kernels_s' in summary['resnet18']['train']['orepa']
     assert 'kernels_s' not in summary['resnet18']['train']['orepa-reference']
-    assert 'round 2/2' in stdout and 'memory round 2/2' in stdout
+    assert 'round 2/2' in stdout and 'memory round 1/1' in stdout
+    assert 'input resnet18 2x3x32x32' in stdout
     assert (out / 'benchmark.png').stat().st_size > 0
 
 
@@ -84,6 +86,43 @@ def test_other_archs_and_options_run(arch, variants, options, monkeypatch):
     assert all(len(entry['times_s']) == 1 for entry in result.values())
 
 
+def test_report_names_the_detectors_fixed_input():
+    """--batch and --size do not apply to the detector: the header says what it ran."""
+    ratio = dict(min=1.0, median=1.0, max=1.0)
+    row = dict(params_train=1, params_deploy=1, step_s=1.0, time_ratio=ratio,
+               peak_memory_mb=1.0, memory_ratio=ratio)
+    summary = {'faster-rcnn-r50': dict(train=dict(plain=row)),
+               'resnet18': dict(train=dict(plain=row))}
+    settings = dict(batch=32, size=224, device='cpu', threads=2, amp=False, rounds=1,
+                    memory_rounds=1, warmup=0)
+    head = report.format_tables(summary, settings).splitlines()[0]
+    detector = 'x'.join(map(str, models.DETECTION_SHAPE))
+    assert f'input faster-rcnn-r50 {detector}, resnet18 32x3x224x224,' in head
+
+
+def _fake_worker(monkeypatch, script):
+    monkeypatch.setattr(suite, 'worker_command', lambda job: [sys.executable, '-c', script])
+
+
+def test_worker_that_logs_much_to_stdout_does_not_stall(monkeypatch):
+    """A detector's build logs to stdout; the suite must drain it (it once
+    deadlocked with a full pipe while reading only stderr)."""
+    _fake_worker(monkeypatch, "import json, sys\n"
+                 "print('log line ' * 100 + '\\n' * 5000)\n"
+                 "print('round 1/1: done', file=sys.stderr)\n"
+                 "print(json.dumps(dict(result=dict(answer=42))))\n")
+    lines = []
+    assert suite.spawn(dict(arch='x', kind='time'), lines.append) == dict(answer=42)
+    assert lines == ['  x time: round 1/1: done']
+
+
+def test_failing_worker_raises_with_its_stderr(monkeypatch):
+    _fake_worker(monkeypatch, "import sys\nprint('worker broke: bad shape', file=sys.stderr)\n"
+                 "sys.exit(3)\n")
+    with pytest.raises(RuntimeError, match=r'(?s)exit 3.*worker broke: bad shape'):
+        suite.spawn(dict(arch='x', kind='time'), lambda line: None)
+
+
 def test_gpu_measurements_synchronize_and_read_the_allocator(monkeypatch):
     calls = []
     monkeypatch.setattr(torch.cuda, 'synchronize', lambda device=None: calls.append('sync'))
@@ -101,6 +140,7 @@ def test_gpu_measurements_synchronize_and_read_the_allocator(monkeypatch):
 @pytest.mark.parametrize('arguments, message', [
     (['--batch', '0'], '--batch must be a positive int'),
     (['--rounds', '0'], '--rounds must be a positive int'),
+    (['--memory-rounds', '0'], '--memory-rounds must be a positive int'),
     (['--size', '16'], '--size must be >= 32'),
     (['--warmup', '-1'], '--warmup must be >= 0'),
     (['--variants', 'acnet'], "--variants ['acnet'] are not variants"),

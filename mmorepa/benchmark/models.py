@@ -104,6 +104,13 @@ def is_offline(variant: str) -> bool:
     return variant in OFFLINE
 
 
+def input_shape(arch: str, batch: int, size: int) -> Tuple[int, ...]:
+    """The training input of ``arch``: the detector's fixed batch
+    (``DETECTION_SHAPE``, whatever ``batch`` and ``size`` say), else
+    ``batch x 3 x size x size``."""
+    return DETECTION_SHAPE if ARCHS[arch][0] is None else (batch, IN_CHANNELS, size, size)
+
+
 class Classifier(nn.Module):
     """Backbone, global average pooling and a linear layer.
 

@@ -59,12 +59,15 @@ def _spread(stats: Dict[str, float]) -> str:
 
 def format_tables(summary: Dict[str, dict], settings: dict) -> str:
     """Training, kernel-generation and inference tables as text."""
-    head = (f"Training step: batch {settings['batch']}, {settings['size']}x{settings['size']}, "
-            f"{settings['device']}, {settings['threads']} thread(s)"
+    # The detector trains on a fixed batch whatever --batch and --size say.
+    shapes = {arch: models.input_shape(arch, settings['batch'], settings['size'])
+              for arch in summary}
+    inputs = ', '.join(f"{arch} {'x'.join(map(str, shape))}" for arch, shape in shapes.items())
+    head = (f"Training step: input {inputs}, {settings['device']}, {settings['threads']} thread(s)"
             f"{', bfloat16/float16 autocast' if settings['amp'] else ', float32'}; "
             f"time: steps alternating in one process, {settings['rounds']} rounds after "
             f"{settings['warmup']} warm-up; memory: each variant in a fresh process, "
-            f"{settings['rounds']} rounds; ratios: median (min-max over rounds)")
+            f"{settings['memory_rounds']} rounds; ratios: median (min-max over rounds)")
     train = PrettyTable(['arch', 'variant', 'params train', 'params deploy', 'step',
                          'time ratio', 'peak memory', 'memory ratio'])
     kernels = PrettyTable(['arch', 'variant', 'all kernels (fwd+bwd)', 'share of plain step',

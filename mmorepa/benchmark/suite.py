@@ -2,25 +2,36 @@
 import json
 import subprocess
 import sys
-from typing import Callable, Dict
+import tempfile
+from typing import Callable, Dict, List
 
 from . import models
 
 
+def worker_command(job: dict) -> List[str]:
+    """The command line of a fresh worker process for ``job``."""
+    return [sys.executable, '-m', 'mmorepa.benchmark.worker', json.dumps(job)]
+
+
 def spawn(job: dict, progress: Callable[[str], None]) -> dict:
     """Run one job in a fresh process, its progress lines passed on."""
-    command = [sys.executable, '-m', 'mmorepa.benchmark.worker', json.dumps(job)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    errors = []
-    for line in process.stderr:
-        line = line.rstrip()
-        errors.append(line)
-        if line.startswith('round '):
-            progress(f"  {job['arch']} {job['kind']}: {line}")
-    output = process.stdout.read().strip().splitlines()
-    if process.wait() != 0 or not output:
-        raise RuntimeError(f'benchmark worker for {job} failed (exit {process.returncode}):\n'
+    # stdout goes to a file, not a pipe: libraries the worker builds (mmdet's
+    # detector) log there, and a pipe nobody reads while stderr is followed
+    # fills up and stalls the worker.
+    with tempfile.TemporaryFile(mode='w+') as stdout:
+        process = subprocess.Popen(worker_command(job), stdout=stdout,
+                                   stderr=subprocess.PIPE, text=True)
+        errors = []
+        for line in process.stderr:
+            line = line.rstrip()
+            errors.append(line)
+            if line.startswith('round '):
+                progress(f"  {job['arch']} {job['kind']}: {line}")
+        returncode = process.wait()
+        stdout.seek(0)
+        output = stdout.read().strip().splitlines()
+    if returncode != 0 or not output:
+        raise RuntimeError(f'benchmark worker for {job} failed (exit {returncode}):\n'
                            + '\n'.join(errors[-30:]))
     return json.loads(output[-1])['result']
 
@@ -29,7 +40,7 @@ def run_suite(settings: dict, progress: Callable[[str], None] = print) -> Dict[s
     """Every measurement of ``settings`` (arch list, batch, size, rounds, ...).
 
     Per arch: one time job (all variants alternating over the rounds), one
-    memory job per variant and round, and, for classification archs, one
+    memory job per variant and memory round, and, for classification archs, one
     inference job (squeezed against stock).
 
     Returns:
@@ -46,13 +57,13 @@ def run_suite(settings: dict, progress: Callable[[str], None] = print) -> Dict[s
         entry = dict(time=spawn(dict(common, kind='time', arch=arch, variants=variants,
                                      rounds=settings['rounds']), progress),
                      memory={variant: [] for variant in variants})
-        for index in range(settings['rounds']):
+        for index in range(settings['memory_rounds']):
             for variant in variants:
                 run = spawn(dict(common, kind='memory', arch=arch, variant=variant,
                                  steps=settings['memory_steps']), progress)
                 entry['memory'][variant].append(run)
-                progress(f'  {arch} memory round {index + 1}/{settings["rounds"]}: {variant} '
-                         f'{run["peak_memory_mb"]:.0f} MB')
+                progress(f'  {arch} memory round {index + 1}/{settings["memory_rounds"]}: '
+                         f'{variant} {run["peak_memory_mb"]:.0f} MB')
         if arch in models.DEPLOYED:
             entry['infer'] = spawn(dict(common, kind='infer', arch=arch, amp=False,
                                         variant=models.DEPLOYED[arch],

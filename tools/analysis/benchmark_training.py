@@ -11,7 +11,7 @@ likewise; ``resnet18-components``: the paper's Figure 8 rows (online, +prior,
 first; ``faster-rcnn-r50``: mmdet's Faster R-CNN R-50-FPN training step.
 
 Time ratios come from steps alternating in one process, per round; memory
-from a fresh process per variant and round (on a GPU
+from a fresh process per variant and memory round (on a GPU
 ``max_memory_allocated``, on the CPU the peak resident size, which includes
 the interpreter and libraries). Ratios are quoted as median (min-max) over the
 rounds. Writes ``OUT/benchmark.json`` (settings, summary, every run) and
@@ -46,7 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--batch', type=int, default=32, help='batch size (default: 32)')
     parser.add_argument('--size', type=int, default=224, help='input side (default: 224)')
     parser.add_argument('--rounds', type=int, default=5,
-                        help='timed rounds and memory processes per variant (default: 5)')
+                        help='timed rounds (default: 5)')
+    parser.add_argument('--memory-rounds', type=int,
+                        help='fresh memory processes per variant (default: --rounds; a peak '
+                        'varies far less than a step time, and each process costs a start-up)')
     parser.add_argument('--warmup', type=int, default=2,
                         help='untimed steps of each model first (default: 2)')
     parser.add_argument('--memory-steps', type=int, default=2,
@@ -62,7 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out', default='work_dirs/benchmark',
                         help='folder for benchmark.json and benchmark.png')
     args = parser.parse_args(argv)
-    for name in ('batch', 'rounds', 'threads', 'memory_steps'):
+    if args.memory_rounds is None:
+        args.memory_rounds = args.rounds
+    for name in ('batch', 'rounds', 'memory_rounds', 'threads', 'memory_steps'):
         if getattr(args, name) <= 0:
             parser.error(f'--{name.replace("_", "-")} must be a positive int, '
                          f'got {getattr(args, name)}')
