@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 
+from mmorepa import OREPARepVGG, OREPAResNet
 from mmorepa.engine import build_model
+from mmorepa.layers import ReparamConv2d
 
 CONFIGS = os.path.join(os.path.dirname(mmpretrain.__file__), '.mim', 'configs')
 CASES = {
@@ -63,3 +65,26 @@ def test_bf16_gradients_follow_float32(name):
     print(f'{name}: cosine to float32, re-param {ours:.5f}, stock {stock:.5f}')
     assert ours >= floor
     assert ours >= stock - spread
+
+
+def _kernels(backbone, autocast):
+    layers = [m for m in backbone.modules() if isinstance(m, ReparamConv2d)]
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+        return [layer._generate_kernel()[0] for layer in layers]
+
+
+@pytest.mark.parametrize('build', [
+    lambda **kw: OREPAResNet(18, base_channels=8, stem_channels=8, **kw),
+    lambda **kw: OREPARepVGG('A0', **kw),
+], ids=['resnet18', 'repvgg-a0'])
+def test_backbones_generate_float32_kernels_under_autocast_on_request(build):
+    """``kernels_under_autocast=False`` (a config argument) reaches every layer:
+    under autocast its kernels are the float32 ones bit for bit, where the
+    default's products run in bfloat16."""
+    torch.manual_seed(0)
+    default = build()
+    float32 = build(kernels_under_autocast=False)
+    float32.load_state_dict(default.state_dict())
+    exact = _kernels(default, autocast=False)
+    assert all(torch.equal(k, e) for k, e in zip(_kernels(float32, True), exact))
+    assert not all(torch.equal(k, e) for k, e in zip(_kernels(default, True), exact))

@@ -201,12 +201,17 @@ def test_switch_to_deploy_gives_what_deploy_true_builds():
     (dict(type='OREPAResNetV1c', depth=50), 'mmseg', dict(type='ResNetV1c', depth=50)),
     (dict(type='OREPARepVGG', arch='A0', reparam='orepa'), 'mmpretrain',
      dict(type='RepVGG', arch='A0', deploy=True)),
+    (dict(type='OREPAResNet', depth=18, compile_kernels=True, kernels_under_autocast=False),
+     'mmdet', dict(type='ResNet', depth=18)),
+    (dict(type='OREPARepVGG', arch='A0', compile_kernels=True, kernels_under_autocast=False),
+     'mmpretrain', dict(type='RepVGG', arch='A0', deploy=True)),
 ])
 def test_each_backbone_names_its_stock_counterpart(cfg, scope, stock):
     from mmengine.registry import MODELS
     config = MODELS.get(cfg['type']).stock_config(cfg, scope)
     assert {k: config[k] for k in stock} == stock
-    assert not set(config) & {'reparam', 'branches', 'scaling', 'rep_1x1', 'linear_stem'}
+    assert not set(config) & {'reparam', 'branches', 'scaling', 'rep_1x1', 'linear_stem',
+                              'compile_kernels', 'kernels_under_autocast'}
 
 
 def test_mmpretrain_has_no_deep_stem_of_mmseg_layout():

@@ -48,11 +48,14 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
         deploy (bool): Build the squeezed form directly.
         compile_kernels (bool): Generate the kernels with ``torch.compile``.
             Default: False.
+        kernels_under_autocast (bool): Under AMP, generate the kernels in the
+            autocast dtype (default) or, if False, in float32.
         **kwargs: Every other argument of mmpretrain's ``RepVGG``, same meaning
             (``conv_cfg`` excepted: ``reparam`` sets it).
     """
 
-    REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'deploy', 'compile_kernels')
+    REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'deploy', 'compile_kernels',
+                         'kernels_under_autocast')
 
     def __init__(self,
                  arch,
@@ -61,6 +64,7 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
                  scaling: Optional[str] = 'vector',
                  deploy: bool = False,
                  compile_kernels: bool = False,
+                 kernels_under_autocast: bool = True,
                  **kwargs) -> None:
         check_choice('reparam', reparam, VGG_REPARAM_MODES)
         if isinstance(arch, str):
@@ -73,6 +77,7 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
             conv_cfg = dict(type='OREPAVGG', branches=tuple(branches), scaling=scaling)
         super().__init__(arch, conv_cfg=conv_cfg, deploy=deploy, **kwargs)
         self.compile_kernels(compile_kernels)
+        self.kernels_under_autocast(kernels_under_autocast)
 
     def train(self, mode: bool = True) -> 'OREPARepVGG':
         # mmpretrain's RepVGG.train returns None; nn.Module promises self.

@@ -78,6 +78,9 @@ class OREPAResNet(ReparamBackbone, ResNet):
         compile_kernels (bool): Generate the kernels with ``torch.compile``:
             faster steps after a compile of a minute or so per run (the
             compiled code is kept on disk). Default: False.
+        kernels_under_autocast (bool): Under AMP, generate the kernels in the
+            autocast dtype (default) or, if False, in float32 (faster on CPUs
+            without native bfloat16; README, "Mixed precision (AMP)").
         **kwargs: Every other argument of mmseg's ``ResNet`` (``in_channels,
             stem_channels, base_channels, num_stages, strides, dilations,
             out_indices, style, deep_stem, avg_down, frozen_stages, conv_cfg,
@@ -87,7 +90,8 @@ class OREPAResNet(ReparamBackbone, ResNet):
     """
 
     REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'rep_1x1', 'linear_stem', 'deploy',
-                         'groups', 'width_per_group', 'base_width', 'compile_kernels')
+                         'groups', 'width_per_group', 'base_width', 'compile_kernels',
+                         'kernels_under_autocast')
     #: The stock backbone's type, and the stem arguments this class fixes.
     STOCK_TYPE = 'ResNet'
     STEM_ARGS: dict = {}
@@ -104,6 +108,7 @@ class OREPAResNet(ReparamBackbone, ResNet):
                  base_width: Optional[int] = None,
                  deploy: bool = False,
                  compile_kernels: bool = False,
+                 kernels_under_autocast: bool = True,
                  num_stages: int = 4,
                  strides: Sequence[int] = (1, 2, 2, 2),
                  dilations: Sequence[int] = (1, 1, 1, 1),
@@ -145,6 +150,7 @@ class OREPAResNet(ReparamBackbone, ResNet):
             if isinstance(conv, DBBConv2d) and isinstance(norm, nn.modules.batchnorm._BatchNorm):
                 set_submodule(self, norm_name, AbsentNorm(norm_cfg, norm.num_features))
         self.compile_kernels(compile_kernels)
+        self.kernels_under_autocast(kernels_under_autocast)
 
     def make_res_layer(self, **kwargs) -> nn.Module:
         if self.groups != 1:

@@ -22,7 +22,8 @@ class ReparamBackbone(Squeezable):
     - :meth:`stock_config` says which stock backbone of a library the squeezed
       weights load into.
     - ``compile_kernels=True`` (an argument of both backbones) compiles the
-      kernel generation (:meth:`compile_kernels`).
+      kernel generation (:meth:`compile_kernels`); ``kernels_under_autocast=False``
+      generates the kernels in float32 under AMP (:meth:`kernels_under_autocast`).
     """
 
     #: Arguments the stock backbone does not take.
@@ -43,12 +44,20 @@ class ReparamBackbone(Squeezable):
     def switch_to_deploy(self) -> None:
         """Squeeze every re-param block in place; the keys become the stock ones."""
 
+    def _set_on_layers(self, attribute: str, value: bool) -> None:
+        for module in self.modules():
+            if isinstance(module, ReparamConv2d):
+                setattr(module, attribute, value)
+
     def compile_kernels(self, enabled: bool = True) -> None:
         """Generate every layer's kernel with ``torch.compile`` (see
         :mod:`mmorepa.layers.compiled_kernel`), or eagerly again."""
-        for module in self.modules():
-            if isinstance(module, ReparamConv2d):
-                module.compile_kernel = enabled
+        self._set_on_layers('compile_kernel', enabled)
+
+    def kernels_under_autocast(self, enabled: bool = True) -> None:
+        """Generate every layer's kernel under a running ``torch.autocast`` (its
+        products in the autocast dtype), or in float32 (``enabled=False``)."""
+        self._set_on_layers('kernel_under_autocast', enabled)
 
     def squeeze(self) -> 'ReparamBackbone':
         self.switch_to_deploy()

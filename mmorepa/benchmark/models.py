@@ -12,7 +12,7 @@ from typing import Callable, Dict, Tuple
 import torch
 from torch import nn
 
-from ..layers import ReparamConv2d, reparameterize
+from ..layers import reparameterize
 from .reference import use_reference_blocks
 
 NUM_CLASSES = 1000
@@ -44,11 +44,8 @@ def _resnet(depth: int, variant: str) -> nn.Module:
         return backbone
     reparam = 'dbb' if variant == 'dbb' else 'orepa'
     backbone = OREPAResNet(depth, reparam=reparam, out_indices=(3, ),
-                           compile_kernels=variant == 'orepa-compiled')
-    if variant == 'orepa-float32-kernels':
-        for module in backbone.modules():
-            if isinstance(module, ReparamConv2d):
-                module.kernel_under_autocast = False
+                           compile_kernels=variant == 'orepa-compiled',
+                           kernels_under_autocast=variant != 'orepa-float32-kernels')
     return use_reference_blocks(backbone) if variant == 'orepa-reference' else backbone
 
 
