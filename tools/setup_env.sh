@@ -46,7 +46,7 @@ torch_version="$("$PY" -c 'import torch; print(torch.__version__)')"
 wheel_dir="$CACHE/wheels/torch-$torch_version"
 mmcv_wheel="$(ls "$wheel_dir"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n1 || true)"
 if [[ -z "$mmcv_wheel" ]]; then
-    log "building mmcv $MMCV_VERSION with compiled ops against torch $torch_version (about 8 min on 2 cores, once per torch version)"
+    log "building mmcv $MMCV_VERSION with compiled ops against torch $torch_version (10-30 min on 2 cores, once per torch version)"
     # mmcv 2.1.0's setup.py imports pkg_resources, gone from setuptools >= 70;
     # torch itself wants a newer one, which the final install below restores.
     pip_install 'setuptools<70' wheel
