@@ -107,8 +107,9 @@ def _fake_worker(monkeypatch, script):
 def test_worker_that_logs_much_to_stdout_does_not_stall(monkeypatch):
     """A detector's build logs to stdout; the suite must drain it (it once
     deadlocked with a full pipe while reading only stderr)."""
+    # 2 MB, far more than a pipe holds (64 KB on Linux).
     _fake_worker(monkeypatch, "import json, sys\n"
-                 "print('log line ' * 100 + '\\n' * 5000)\n"
+                 "print('a log line of the detector build\\n' * 60000)\n"
                  "print('round 1/1: done', file=sys.stderr)\n"
                  "print(json.dumps(dict(result=dict(answer=42))))\n")
     lines = []
