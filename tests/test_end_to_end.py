@@ -1,5 +1,5 @@
 """Each model family trains through mmengine's Runner from its shipped config,
-starting from its library's stock ResNet weights (exactly: before the first
+starting from its library's stock backbone weights (exactly: before the first
 step the OREPA backbone gives the stock backbone's outputs), writes a squeezed
 checkpoint with DeployCheckpointHook, and the written deploy config (stock
 backbone, no plugin) reproduces the predictions and metrics."""
@@ -14,6 +14,7 @@ from mmengine.runner import Runner
 import record_outputs_hook  # noqa: F401  (registers RecordBackboneHook)
 import tiny_runs
 from helpers import assert_close_to_scale
+from mmorepa.engine.configs import stock_backbone_config
 from mmorepa.layers import ReparamConv2d
 from record_outputs_hook import fixed_input
 from tools import test as test_tool
@@ -55,6 +56,16 @@ FAMILIES = {
     'deeplabv3plus':
     (tiny_runs.segmentation,
      'configs/cityscapes/deeplabv3plus_orepa-r50-d8_4xb2-40k_cityscapes-512x1024.py'),
+    # Other backbones: OREPA through conv_cfg, or the OREPABackbone wrapper.
+    'retinanet-regnetx': (tiny_runs.detection,
+                          'configs/coco/retinanet_orepa-regnetx-3.2GF_fpn_1x_coco.py'),
+    'deeplabv3plus-mobilenet-v2':
+    (tiny_runs.segmentation,
+     'configs/cityscapes/deeplabv3plus_orepa-mobilenet-v2-d8_4xb2-80k_cityscapes-512x1024.py'),
+    'classification-mobilenet-v2': (tiny_runs.classification,
+                                    'configs/imagenet/orepa-mobilenet-v2_8xb32_in1k.py'),
+    'classification-convnext': (tiny_runs.classification,
+                                'configs/imagenet/orepa-convnext-tiny_32xb128_in1k.py'),
 }
 
 
@@ -90,12 +101,11 @@ def assert_same_predictions(reference, actual):
 def test_family_trains_exports_and_deploys(family, tmp_path):
     build, config = FAMILIES[family]
     cfg = build(config, str(tmp_path / 'data'), str(tmp_path / 'train'))
-    assert cfg.custom_hooks[0]['type'] == 'DeployCheckpointHook'
+    assert 'DeployCheckpointHook' in [hook['type'] for hook in cfg.custom_hooks]
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert any(isinstance(m, ReparamConv2d) for m in runner.model.modules())
-    stock = tiny_runs.stock_backbone(cfg.default_scope, cfg.model.backbone.init_cfg.checkpoint,
-                                     cfg)
+    stock = tiny_runs.stock_backbone(cfg, cfg.model.backbone.init_cfg.checkpoint)
     before = torch.load(os.path.join(cfg.work_dir, 'before_train.pth'))
     with torch.no_grad():
         expected = stock(fixed_input())
@@ -109,7 +119,7 @@ def test_family_trains_exports_and_deploys(family, tmp_path):
     assert any(p.numel() for p in trained_predictions)
 
     deploy_cfg = Config.fromfile(os.path.join(cfg.work_dir, 'deploy_config.py'))
-    assert deploy_cfg.model.backbone.type in ('ResNet', 'ResNeXt')
+    assert deploy_cfg.model.backbone.type == stock_backbone_config(cfg)['type']
     assert 'custom_imports' not in deploy_cfg
     assert os.path.exists(deploy_cfg.load_from) and deploy_cfg.load_from.endswith('_deploy.pth')
     deploy_cfg.work_dir = str(tmp_path / 'deploy')

@@ -1,6 +1,7 @@
 """Shipped configs shrunk for a CPU test: only data paths, image sizes,
 iteration counts and score thresholds are overridden, and the backbone starts
-from a stock ResNet checkpoint of the config's library."""
+from a stock checkpoint of the config's library (its ResNet, or the stock
+backbone the config deploys as)."""
 import os
 
 import torch
@@ -61,12 +62,20 @@ STOCK = {
 }
 
 
-def stock_backbone(scope, checkpoint=None, cfg=None):
-    """The stock backbone of ``scope`` (with the arguments of the stock
-    counterpart of ``cfg``'s backbone, when given), loaded from ``checkpoint``."""
-    build, prefix = STOCK[scope]
+def _stock_form(cfg):
+    """How the stock checkpoint of ``cfg``'s backbone is built and keyed: the
+    library's ResNet as its users have it (``STOCK``), or for any other
+    backbone the deploy config's stock backbone in a classifier checkpoint."""
+    if cfg.model.backbone.type.startswith('OREPAResNet'):
+        return STOCK[cfg.default_scope]
+    return (lambda: build_model(deploy_config(cfg)).backbone, 'backbone.')
+
+
+def stock_backbone(cfg, checkpoint=None):
+    """The stock counterpart of ``cfg``'s backbone, loaded from ``checkpoint``."""
+    _, prefix = _stock_form(cfg)
     torch.manual_seed(0)
-    backbone = build() if cfg is None else build_model(deploy_config(cfg)).backbone
+    backbone = build_model(deploy_config(cfg)).backbone
     if checkpoint is not None:
         state = torch.load(checkpoint, weights_only=True)
         state = state.get('state_dict', state)
@@ -79,14 +88,16 @@ def stock_backbone(scope, checkpoint=None, cfg=None):
     return backbone
 
 
-def make_stock_checkpoint(scope, path):
-    """A stock ResNet checkpoint of ``scope`` in the form its users have."""
+def make_stock_checkpoint(cfg, path):
+    """A stock checkpoint of ``cfg``'s backbone in the form its users have."""
     if not os.path.exists(path):
-        backbone = stock_backbone(scope)
-        backbone.init_weights()  # the library's Kaiming start, every residual branch on
+        build, prefix = _stock_form(cfg)
+        torch.manual_seed(0)
+        backbone = build()
+        backbone.init_weights()  # the library's start (ResNets: every residual branch on)
         backbone = _measured_statistics(backbone)
         state = backbone.state_dict()
-        if STOCK[scope][1]:
+        if prefix:
             state = {f'backbone.{k}': v for k, v in state.items()}
             state['head.fc.weight'] = torch.randn(4, 512)
             torch.save(dict(state_dict=state, meta=dict()), path)
@@ -101,12 +112,14 @@ def start_from_stock(cfg, data_root):
     """The backbone starts from its library's stock ResNet through
     ``init_cfg=Pretrained``, as a user keeps it; its outputs before the first
     step are recorded (``RecordBackboneHook``)."""
-    scope = cfg.default_scope
     checkpoint = make_stock_checkpoint(
-        scope, os.path.join(os.path.dirname(data_root), f'stock-{scope}.pth'))
+        cfg, os.path.join(os.path.dirname(data_root), f'stock-{cfg.default_scope}.pth'))
+    if cfg.model.get('pretrained'):
+        cfg.model.pretrained = None  # mmseg's: it would replace the backbone's init_cfg
     cfg.model.backbone.init_cfg = dict(type='Pretrained', checkpoint=checkpoint)
-    if STOCK[scope][1]:
-        cfg.model.backbone.init_cfg.prefix = STOCK[scope][1]
+    prefix = _stock_form(cfg)[1]
+    if prefix:
+        cfg.model.backbone.init_cfg.prefix = prefix
     cfg.custom_imports = dict(imports=['mmorepa', 'record_outputs_hook'],
                               allow_failed_imports=False)
     cfg.custom_hooks.append(dict(type='RecordBackboneHook'))

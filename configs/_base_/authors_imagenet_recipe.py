@@ -1,5 +1,5 @@
 # The recipe behind the paper's Table 4, as the authors' release trains every
-# row (plain, DBB, OREPA). Deviations that remain are listed in the README.
+# row (plain, DBB, OREPA). Deviations that remain are listed in docs/recipes.md.
 #
 # SGD, lr 0.1 for a batch of 256, momentum 0.9, weight decay 1e-4; no weight
 # decay on norm parameters and biases, biases at twice the learning rate

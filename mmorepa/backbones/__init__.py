@@ -1,4 +1,5 @@
 """Backbones built on the layers: drop-ins for the stock ResNet and RepVGG."""
+from .orepa_backbone import build_orepa_backbone
 from .orepa_repvgg import OREPARepVGG, squeeze_repvgg_block
 from .orepa_resnet import OREPAResNet, OREPAResNetV1c, OREPAResNetV1d
 from .reparam_backbone import ReparamBackbone
@@ -6,5 +7,5 @@ from .stock_weights import load_pretrained, load_state_dict_any_form
 
 __all__ = [
     'OREPAResNet', 'OREPAResNetV1c', 'OREPAResNetV1d', 'OREPARepVGG', 'ReparamBackbone',
-    'squeeze_repvgg_block', 'load_pretrained', 'load_state_dict_any_form'
+    'build_orepa_backbone', 'squeeze_repvgg_block', 'load_pretrained', 'load_state_dict_any_form'
 ]

@@ -80,7 +80,7 @@ class OREPAResNet(ReparamBackbone, ResNet):
             compiled code is kept on disk). Default: False.
         kernels_under_autocast (bool): Under AMP, generate the kernels in the
             autocast dtype (default) or, if False, in float32 (faster on CPUs
-            without native bfloat16; README, "Mixed precision (AMP)").
+            without native bfloat16; docs/recipes.md, "Mixed precision (AMP)").
         **kwargs: Every other argument of mmseg's ``ResNet`` (``in_channels,
             stem_channels, base_channels, num_stages, strides, dilations,
             out_indices, style, deep_stem, avg_down, frozen_stages, conv_cfg,

@@ -5,9 +5,11 @@ branch) and the stock form it squeezes to (a torchvision / open-mmlab /
 mmpretrain ResNet, an mmorepa deploy export). Train-form weights load as
 they are. Stock weights are solved into the branches: every re-param layer
 takes the stock kernel through ``set_squeezed_kernel`` (one branch solved,
-the others keep their random starts), every other tensor is copied, so the
-backbone starts as exactly the stock network. Anything else is refused with
-the missing keys named.
+the others keep their random starts; :class:`ReparamConv2d` does this itself
+for every loader), every other tensor is copied, so the backbone starts as
+exactly the stock network. Here the backbone as a whole is checked first, so
+that a checkpoint fitting neither form is refused with all its missing keys
+named, and a DBB's absent norm is fused into its conv.
 """
 from typing import Dict, List, Optional, Set
 
@@ -54,28 +56,23 @@ class _StockLayout:
 
     @torch.no_grad()
     def load(self, backbone: nn.Module, state_dict: Dict[str, Tensor]) -> None:
-        plain = {key: state_dict[key] for key in self.plain if key in state_dict}
-        backbone.load_state_dict(plain, strict=False)
-        folded = {conv: norm for norm, conv in self.absent_norms.items()}
-        for name, layer in self.layers.items():
-            kernel = state_dict[f'{name}.weight']
-            bias = state_dict.get(f'{name}.bias')
-            if name in folded:
-                norm = _norm_from(state_dict, folded[name], kernel)
-                kernel, bias = fuse_conv_bn(kernel.double(), _double(bias), norm)
-            reference = next(layer.parameters())
-            if tuple(kernel.shape) != layer.kernel_shape:
-                raise ValueError(f'{name}.weight has shape {tuple(kernel.shape)}, the layer '
-                                 f'needs {layer.kernel_shape} (another architecture?)')
-            layer.set_squeezed_kernel(kernel.to(reference), _to(bias, reference))
+        # Each re-param layer solves itself from the stock conv it is given
+        # (ReparamConv2d loads either form); a DBB, which replaces a conv *and*
+        # its norm, is given that pair fused into one conv with bias.
+        given = {key: state_dict[key] for key in self.allowed if key in state_dict}
+        for norm_name, conv_name in self.absent_norms.items():
+            kernel = given[f'{conv_name}.weight']
+            norm = _norm_from(given, norm_name, kernel)
+            kernel, bias = fuse_conv_bn(kernel.double(), _double(given.get(f'{conv_name}.bias')),
+                                        norm)
+            given[f'{conv_name}.weight'], given[f'{conv_name}.bias'] = kernel, bias
+            for key in NORM_KEYS + (OPTIONAL_SUFFIX[1:], ):
+                given.pop(f'{norm_name}.{key}', None)
+        backbone.load_state_dict(given, strict=False)
 
 
 def _double(tensor: Optional[Tensor]) -> Optional[Tensor]:
     return None if tensor is None else tensor.double()
-
-
-def _to(tensor: Optional[Tensor], like: Tensor) -> Optional[Tensor]:
-    return None if tensor is None else tensor.to(like)
 
 
 def _norm_from(state_dict: Dict[str, Tensor], name: str, like: Tensor) -> nn.BatchNorm2d:

@@ -49,6 +49,34 @@ def _resnet(depth: int, variant: str) -> nn.Module:
     return use_reference_blocks(backbone) if variant == 'orepa-reference' else backbone
 
 
+# Which convs unsqueeze converts in each OREPA variant of the other backbones:
+# all kinds (the default), all but the dense 1x1 convs (Rep-1x1), dense k x k only.
+UNSQUEEZE_ROWS = {
+    'orepa': dict(),
+    'orepa-no-1x1': dict(convs=('kxk', 'grouped', 'depthwise')),
+    'orepa-dense-kxk': dict(convs=('kxk', )),
+}
+
+
+def _unsqueezed(build_stock: Callable[[], nn.Module], variant: str) -> nn.Module:
+    """A stock backbone (``plain``) or the same with OREPA layers (:func:`unsqueeze`)."""
+    from ..layers import unsqueeze
+    backbone = build_stock()
+    if variant in ('plain', 'stock'):
+        return backbone
+    return unsqueeze(backbone, inplace=True, **UNSQUEEZE_ROWS[variant])
+
+
+def _regnet(arch: str) -> nn.Module:
+    from mmdet.models.backbones import RegNet
+    return RegNet(arch, out_indices=(3, ))
+
+
+def _mobilenet_v2() -> nn.Module:
+    from mmpretrain.models.backbones import MobileNetV2
+    return MobileNetV2(out_indices=(7, ))
+
+
 def _repvgg(arch: str, variant: str) -> nn.Module:
     from mmpretrain.models.backbones import RepVGG
 
@@ -79,14 +107,18 @@ ARCHS: Dict[str, Tuple[Callable[[str], nn.Module], Tuple[str, ...]]] = {
     'resnet18-components': (lambda variant: _resnet(18, variant),
                             ('plain', 'dbb', *COMPONENT_ROWS)),
     'faster-rcnn-r50': (None, ('plain', 'dbb', 'orepa', 'orepa-compiled')),
+    'regnetx-400mf': (lambda variant: _unsqueezed(lambda: _regnet('regnetx_400mf'), variant),
+                      ('plain', *UNSQUEEZE_ROWS)),
+    'mobilenet-v2': (lambda variant: _unsqueezed(_mobilenet_v2, variant),
+                     ('plain', *UNSQUEEZE_ROWS)),
 }
 # Variants whose kernel generation is timed on its own (the floor of the cost).
 KERNEL_TIMED = ('orepa', 'orepa-compiled', 'orepa-float32-kernels', 'orepa-vgg',
-                'orepa-vgg-compiled')
+                'orepa-vgg-compiled', 'orepa-no-1x1', 'orepa-dense-kxk')
 # The variant whose squeezed form is timed at inference against the stock network.
 DEPLOYED = {'resnet18': 'orepa', 'resnet34': 'orepa', 'resnet50': 'orepa',
             'resnet101': 'orepa', 'repvgg-a0': 'orepa-vgg', 'repvgg-a1': 'orepa-vgg',
-            'repvgg-a2': 'orepa-vgg'}
+            'repvgg-a2': 'orepa-vgg', 'regnetx-400mf': 'orepa', 'mobilenet-v2': 'orepa'}
 
 
 # Offline re-param variants: every branch runs on the feature maps.
@@ -150,13 +182,13 @@ def _detector(variant: str) -> nn.Module:
     cfg.model.backbone.update(type='OREPAResNet', reparam='dbb' if variant == 'dbb' else 'orepa',
                               compile_kernels=variant == 'orepa-compiled')
     model = build_model(cfg)
-    weights = plain.state_dict()
-    missing, _ = model.load_state_dict(
-        {k: v for k, v in weights.items() if not k.startswith('backbone.')}, strict=False)
-    if any(not key.startswith('backbone.') for key in missing):
-        raise RuntimeError(f'the detectors differ outside the backbone: {missing}')
-    load_state_dict_any_form(model.backbone, {k[len('backbone.'):]: v for k, v in weights.items()
-                                              if k.startswith('backbone.')})
+    for name, part in model.named_children():
+        weights = {key[len(name) + 1:]: value for key, value in plain.state_dict().items()
+                   if key.startswith(f'{name}.')}
+        if name == 'backbone':
+            load_state_dict_any_form(part, weights)
+        else:  # the detectors must not differ outside the backbone
+            part.load_state_dict(weights, strict=True)
     return model
 
 

@@ -3,24 +3,27 @@
 Importing this package registers in mmengine's ``MODELS`` the layers
 ``'OREPAConv2d'``, ``'OREPA1x1Conv2d'``, ``'OREPALargeConv2d'``, ``'DBBConv2d'``
 and the conv types ``'OREPA'``, ``'OREPAVGG'`` and ``'DBB'``, which pick the
-published layer by kernel size.
+published layer by kernel size. :func:`unsqueeze` puts the layers into any
+built model, :func:`reparameterize` takes them out.
 """
 from .absent_norm import AbsentNorm
 from .base import ReparamConv2d
 from .branch_sum import BranchSum
 from .dbb import DBBConv2d
 from .factory import (OREPA_VGG_BRANCHES, build_dbb_conv, build_orepa_conv,
-                      build_orepa_vgg_conv)
+                      build_orepa_vgg_conv, builds_reparam_layers)
 from .kernel_cache import KernelCache
 from .orepa_1x1 import OREPA1x1Conv2d
 from .orepa_conv import OREPA_BRANCHES, OREPAConv2d
 from .orepa_large import OREPALargeConv2d
 from .squeeze import (Squeezable, conv_norm_pairs, drop_biases_before_norms, reparameterize,
                       set_submodule)
+from .unsqueeze import CONV_KINDS, unsqueeze
 
 __all__ = [
-    'AbsentNorm', 'ReparamConv2d', 'BranchSum', 'DBBConv2d', 'OREPA_VGG_BRANCHES', 'build_dbb_conv',
-    'build_orepa_conv', 'build_orepa_vgg_conv', 'KernelCache', 'OREPA1x1Conv2d',
-    'OREPA_BRANCHES', 'OREPAConv2d', 'OREPALargeConv2d', 'Squeezable', 'conv_norm_pairs',
-    'drop_biases_before_norms', 'reparameterize', 'set_submodule'
+    'AbsentNorm', 'CONV_KINDS', 'ReparamConv2d', 'BranchSum', 'DBBConv2d', 'OREPA_VGG_BRANCHES',
+    'build_dbb_conv', 'build_orepa_conv', 'build_orepa_vgg_conv', 'builds_reparam_layers',
+    'KernelCache', 'OREPA1x1Conv2d', 'OREPA_BRANCHES', 'OREPAConv2d', 'OREPALargeConv2d',
+    'Squeezable', 'conv_norm_pairs', 'drop_biases_before_norms', 'reparameterize',
+    'set_submodule', 'unsqueeze'
 ]

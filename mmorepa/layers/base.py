@@ -7,10 +7,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from ..utils import check_choice, check_positive_int
+from ..utils import check_choice, check_positive_int, name_list
 from .compiled_kernel import compiled_squeezed_kernel
 from .kernel_cache import KernelCache, autocast_state
 from .squeeze import Squeezable
+from .stock_conv import convolve_like, make_template, materialize
+
+# Buffers that BatchNorm fills in itself when a checkpoint lacks them.
+OPTIONAL_KEY_SUFFIX = 'num_batches_tracked'
 
 
 def _check_size(name: str, value, minimum: int) -> Tuple[int, int]:
@@ -43,10 +47,21 @@ class ReparamConv2d(Squeezable, nn.Module):
 
     Under ``torch.autocast`` the kernel is generated under the same autocast
     (its matrix products in the autocast dtype, as a plain conv's weight would
-    be cast anyway); the README's "Mixed precision (AMP)" recipe gives the
+    be cast anyway); docs/recipes.md, "Mixed precision (AMP)", gives the
     measurements behind that default. ``kernel_under_autocast = False`` on a
     layer generates it in float32 instead. ``compile_kernel = True`` generates
     it with ``torch.compile`` (see :mod:`mmorepa.layers.compiled_kernel`).
+
+    The layer loads either form of its weights, by every loader
+    (``load_state_dict``, mmengine's ``Pretrained`` init and ``load_from``):
+    its own branch tensors, or a stock conv's ``weight`` (and ``bias``) under
+    its prefix, which it solves for through :meth:`set_squeezed_kernel` so
+    that it starts as exactly that conv. A load that gives it neither raises
+    an error naming the layer and its missing keys.
+
+    :meth:`convolve_like` makes it convolve (and squeeze) as a given stock
+    conv class does, e.g. with TensorFlow "same" padding
+    (:mod:`mmorepa.layers.stock_conv`).
 
     Args:
         in_channels (int): Input channels.
@@ -93,6 +108,34 @@ class ReparamConv2d(Squeezable, nn.Module):
         self.output_padding = (0, 0)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self._kernel_cache = KernelCache()
+        self.stock_conv: Optional[nn.Conv2d] = None
+
+    def convolve_like(self, conv: nn.Conv2d) -> 'ReparamConv2d':
+        """Convolve as ``conv`` does (its class's forward: padding subclass or
+        padding mode), and squeeze into a conv of its class.
+
+        Args:
+            conv (nn.Conv2d): A conv of this layer's geometry; only its class and
+                attributes are used, not its weights.
+
+        Returns:
+            ReparamConv2d: ``self``.
+
+        Raises:
+            ValueError: The geometry differs, or ``conv`` holds more state than
+                a kernel and a bias.
+        """
+        ours = (self.in_channels, self.out_channels, self.kernel_size, self.stride,
+                self.dilation, self.groups, self.bias is not None)
+        theirs = (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                  conv.dilation, conv.groups, conv.bias is not None)
+        if ours != theirs:
+            raise ValueError(f'conv {theirs} must have the geometry of this layer {ours} '
+                             '(in, out, kernel, stride, dilation, groups, bias)')
+        # Kept outside the module tree: it has no state of its own to save or move.
+        object.__setattr__(self, 'stock_conv', make_template(conv))
+        self.padding, self.padding_mode = conv.padding, conv.padding_mode
+        return self
 
     @property
     def kernel_shape(self) -> Tuple[int, int, int, int]:
@@ -171,13 +214,48 @@ class ReparamConv2d(Squeezable, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         kernel, bias = self._kernel_for_forward()
+        if self.stock_conv is not None:
+            return convolve_like(self.stock_conv, x, kernel, bias)
         return F.conv2d(x, kernel, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        # Every loader (torch's, mmengine's) hands this dict on to the children
+        # after this call: a stock conv's weight is turned here into this
+        # layer's own tensors, which the children then load.
+        # The bias is a key of both forms: the branch tensors decide.
+        own = [prefix + key for key in self.state_dict()
+               if not key.endswith(OPTIONAL_KEY_SUFFIX) and key != 'bias']
+        present = [key for key in own if key in state_dict]
+        if len(present) < len(own):
+            if present or prefix + 'weight' not in state_dict:
+                missing = [key for key in own if key not in state_dict]
+                raise ValueError(
+                    f're-param layer {prefix[:-1]!r} ({type(self).__name__}) gets neither its '
+                    f'own tensors (missing {len(missing)}: {name_list(missing)}) nor a stock '
+                    f"conv's {prefix}weight: a checkpoint of another model, or a wrong prefix?")
+            self._load_stock_conv(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
+
+    @torch.no_grad()
+    def _load_stock_conv(self, state_dict, prefix: str) -> None:
+        kernel = state_dict.pop(prefix + 'weight')
+        bias = state_dict.pop(prefix + 'bias', None)
+        if tuple(kernel.shape) != self.kernel_shape:
+            raise ValueError(f'{prefix}weight has shape {tuple(kernel.shape)}, the layer '
+                             f'{prefix[:-1]!r} needs {self.kernel_shape} (another architecture?)')
+        like = next(self._state_tensors())
+        self.set_squeezed_kernel(kernel.to(like), None if bias is None else bias.to(like))
+        state_dict.update(self.state_dict(prefix=prefix))
 
     @torch.no_grad()
     def squeeze(self) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` equal to this layer (in eval mode), in its dtype."""
         with torch.autocast(self._device_type(), enabled=False):
             kernel, bias = self.squeezed_kernel()
+        if self.stock_conv is not None:
+            return materialize(self.stock_conv, kernel, bias).train(self.training)
         conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
                          self.padding, self.dilation, self.groups, bias=bias is not None,
                          device=kernel.device, dtype=kernel.dtype)

@@ -1,7 +1,7 @@
 """Kernel generation compiled by ``torch.compile`` (inductor), once per layer shape.
 
 The branches of a squeezed kernel are many small elementwise passes around a
-few matrix products; compiled, the passes fuse (the README's "Training cost"
+few matrix products; compiled, the passes fuse (docs/benchmarks.md
 gives the measured kernel-generation and step times, eager and compiled).
 Every distinct layer shape is one static-shape graph; inductor
 keeps the compiled code on disk, so later runs start fast.

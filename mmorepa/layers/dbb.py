@@ -182,6 +182,11 @@ class DBBConv2d(ReparamConv2d):
                                      bias=False)
         self.chain_bn = norm(out_channels)
 
+    def convolve_like(self, conv: nn.Conv2d) -> 'DBBConv2d':
+        """Refused: the branches run on the feature map, with zero padding."""
+        raise ValueError(f'DBBConv2d runs its branches on the feature map with zero padding '
+                         f'and cannot convolve like {type(conv).__name__}')
+
     def forward(self, x: Tensor) -> Tensor:
         out = self.kxk_bn(self.kxk(x))
         if self.depthwise:

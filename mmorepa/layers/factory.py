@@ -5,13 +5,16 @@ stock backbone into the published re-param layout without editing it.
 """
 from typing import Optional, Sequence
 
+import torch
+from mmcv.cnn import build_conv_layer
 from mmengine.registry import MODELS
 from torch import nn
 
+from .base import ReparamConv2d
 from .dbb import DBBConv2d
 from .orepa_1x1 import OREPA1x1Conv2d
 from .orepa_conv import OREPA_BRANCHES, OREPAConv2d
-from .orepa_large import OREPALargeConv2d
+from .orepa_large import GENERATOR_KERNEL_SIZE, OREPALargeConv2d
 
 # OREPA-VGG drops OREPA's 1x1 branch (the RepVGG block has one) and starts its
 # kernels Kaiming-uniform with slope 1 (published).
@@ -37,32 +40,52 @@ def build_orepa_conv(in_channels: int,
                      scaling: Optional[str] = 'vector',
                      rep_1x1: bool = True,
                      linear_stem: bool = True,
+                     stock_conv_cfg: Optional[dict] = None,
                      **kwargs) -> nn.Module:
     """The layer that the published OREPA-ResNet uses for this shape.
 
     1x1 convs become Rep-1x1 (when ``groups == 1``), 3x3 and other small odd
-    kernels :class:`OREPAConv2d`, and any odd ``k >= 5`` (the 7x7 stem) the
-    linear deep stem. The switches select the paper's Table 2 ablation rows.
+    kernels :class:`OREPAConv2d`, and an odd ``k >= 5`` the linear deep stem
+    where its last 3x3 generator can hold any kernel (a dense conv with
+    ``in_channels * k * k <= out_channels * 9``, as the 7x7 stem from 3
+    channels); any other large kernel is one OREPA block, so that every layer
+    can start from stock weights. The switches select the paper's Table 2
+    ablation rows.
 
     Args:
         in_channels, out_channels, kernel_size, *args, **kwargs: As ``nn.Conv2d``.
         branches (Sequence[str]): Branches of the k x k blocks and stem generators.
         scaling (str | None): ``'vector'`` (default), ``'scalar'`` or ``None``.
-        rep_1x1 (bool): Rep-1x1 for 1x1 convs; else a plain ``nn.Conv2d``.
+        rep_1x1 (bool): Rep-1x1 for 1x1 convs; else a plain conv.
         linear_stem (bool): The linear deep stem for ``k >= 5``; else a single
             OREPA ``k x k`` block.
+        stock_conv_cfg (dict, optional): The conv type the backbone builds
+            without OREPA, when it is not a plain ``nn.Conv2d``, e.g.
+            ``dict(type='Conv2dAdaptivePadding')`` for mmpretrain's
+            EfficientNet: the layers convolve (pad) as it does and squeeze
+            into it (:meth:`ReparamConv2d.convolve_like`), and convs left plain
+            are built as it. Default: None (``nn.Conv2d``).
     """
     size, groups = _size_and_groups(kernel_size, args, kwargs)
-    if size == 1 and groups == 1:
-        if rep_1x1:
-            return OREPA1x1Conv2d(in_channels, out_channels, kernel_size, *args,
-                                  scaling=scaling, **kwargs)
-        return nn.Conv2d(in_channels, out_channels, kernel_size, *args, **kwargs)
-    if size >= 5 and linear_stem:
-        return OREPALargeConv2d(in_channels, out_channels, kernel_size, *args,
-                                branches=branches, scaling=scaling, **kwargs)
-    return OREPAConv2d(in_channels, out_channels, kernel_size, *args, branches=branches,
-                       scaling=scaling, **kwargs)
+    if size == 1 and (groups != 1 or not rep_1x1):
+        return build_conv_layer(stock_conv_cfg, in_channels, out_channels, kernel_size, *args,
+                                **kwargs)
+    if size == 1:
+        layer = OREPA1x1Conv2d(in_channels, out_channels, kernel_size, *args, scaling=scaling,
+                               **kwargs)
+    elif size >= 5 and linear_stem and groups == 1 and (
+            in_channels * size * size <= out_channels * GENERATOR_KERNEL_SIZE**2):
+        layer = OREPALargeConv2d(in_channels, out_channels, kernel_size, *args,
+                                 branches=branches, scaling=scaling, **kwargs)
+    else:
+        layer = OREPAConv2d(in_channels, out_channels, kernel_size, *args, branches=branches,
+                            scaling=scaling, **kwargs)
+    if stock_conv_cfg is not None:
+        with torch.device('meta'):
+            stock = build_conv_layer(stock_conv_cfg, in_channels, out_channels, kernel_size,
+                                     *args, **kwargs)
+        layer.convolve_like(stock)
+    return layer
 
 
 @MODELS.register_module('OREPAVGG')
@@ -108,3 +131,14 @@ def build_dbb_conv(in_channels: int,
     if size == 1 or size >= DBB_PLAIN_FROM_SIZE:
         return nn.Conv2d(in_channels, out_channels, kernel_size, *args, **kwargs)
     return DBBConv2d(in_channels, out_channels, kernel_size, *args, norm_cfg=norm_cfg, **kwargs)
+
+
+def builds_reparam_layers(conv_type) -> bool:
+    """Whether a registered conv type (class or builder) builds re-param layers.
+
+    Args:
+        conv_type: What a ``conv_cfg``'s type names in the registry.
+    """
+    if conv_type in (build_orepa_conv, build_orepa_vgg_conv, build_dbb_conv):
+        return True
+    return isinstance(conv_type, type) and issubclass(conv_type, ReparamConv2d)
