@@ -120,11 +120,13 @@ def test_parent_kaiming_init_leaves_published_init():
         assert torch.equal(value, before[name]), name
 
 
-@pytest.mark.parametrize('kernel_size,groups,expected', [
-    (1, 1, OREPA1x1Conv2d), (1, 2, OREPAConv2d), (3, 1, OREPAConv2d), (3, 32, OREPAConv2d),
-    (7, 1, OREPALargeConv2d)])
-def test_orepa_type_picks_the_published_layer(kernel_size, groups, expected):
-    layer = build_conv_layer(dict(type='OREPA'), 64, 64, kernel_size, stride=2,
+@pytest.mark.parametrize('in_channels,kernel_size,groups,expected', [
+    (64, 1, 1, OREPA1x1Conv2d), (64, 1, 2, OREPAConv2d), (64, 3, 1, OREPAConv2d),
+    (64, 3, 32, OREPAConv2d), (3, 7, 1, OREPALargeConv2d),
+    # A linear stem's last 3x3 generator could not hold every 7x7 kernel here.
+    (64, 7, 1, OREPAConv2d), (64, 7, 64, OREPAConv2d)])
+def test_orepa_type_picks_the_published_layer(in_channels, kernel_size, groups, expected):
+    layer = build_conv_layer(dict(type='OREPA'), in_channels, 64, kernel_size, stride=2,
                              padding=kernel_size // 2, groups=groups, bias=False)
     assert type(layer) is expected
     assert (layer.stride, layer.groups, layer.bias) == ((2, 2), groups, None)

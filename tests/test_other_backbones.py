@@ -51,8 +51,7 @@ def test_unsqueeze_then_reparameterize_is_the_conv_float64(shape, seed):
     conv = nn.Conv2d(**shape).double()
     model = unsqueeze(nn.Sequential(conv))
     x = torch.randn(2, shape['in_channels'], 19, 17, dtype=torch.float64)
-    eligible = shape['kernel_size'] > 1 or shape['groups'] == 1
-    assert isinstance(model[0], ReparamConv2d) == eligible
+    assert isinstance(model[0], ReparamConv2d)
     assert_close_to_scale(model(x), conv(x), rel=EXACT_FLOAT64)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -254,8 +253,8 @@ def test_unsqueeze_switches_and_log():
     assert kinds == ['OREPAConv2d', 'Conv2d', 'Conv2d', 'Conv2d', 'Conv2d']
     log = print_log.call_args.args[0]
     assert log.startswith('unsqueeze: 1 conv(s) converted to orepa, 4 left plain')
-    assert 'even kernel 2x2' in log and 'grouped 1x1' in log and 'excluded: 2' in log
-    assert 'depthwise (not in convs): 1' in log
+    assert 'even kernel 2x2 (OREPA kernels are odd): 3' in log and 'excluded: 2' in log
+    assert 'depthwise (not in convs): 1' in log and 'grouped (not in convs): 4' in log
     # Frozen convs stay frozen; a second walk changes nothing.
     frozen = nn.Sequential(nn.Conv2d(3, 8, 3).requires_grad_(False))
     once = unsqueeze(frozen)

@@ -44,7 +44,7 @@ def build_orepa_conv(in_channels: int,
                      **kwargs) -> nn.Module:
     """The layer that the published OREPA-ResNet uses for this shape.
 
-    1x1 convs become Rep-1x1 (when ``groups == 1``), 3x3 and other small odd
+    Dense 1x1 convs become Rep-1x1, grouped 1x1 convs, 3x3 and other small odd
     kernels :class:`OREPAConv2d`, and an odd ``k >= 5`` the linear deep stem
     where its last 3x3 generator can hold any kernel (a dense conv with
     ``in_channels * k * k <= out_channels * 9``, as the 7x7 stem from 3
@@ -67,10 +67,10 @@ def build_orepa_conv(in_channels: int,
             are built as it. Default: None (``nn.Conv2d``).
     """
     size, groups = _size_and_groups(kernel_size, args, kwargs)
-    if size == 1 and (groups != 1 or not rep_1x1):
+    if size == 1 and groups == 1 and not rep_1x1:
         return build_conv_layer(stock_conv_cfg, in_channels, out_channels, kernel_size, *args,
                                 **kwargs)
-    if size == 1:
+    if size == 1 and groups == 1:
         layer = OREPA1x1Conv2d(in_channels, out_channels, kernel_size, *args, scaling=scaling,
                                **kwargs)
     elif size >= 5 and linear_stem and groups == 1 and (

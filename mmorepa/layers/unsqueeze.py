@@ -29,7 +29,8 @@ UNSQUEEZE_BUILDERS: Dict[str, Callable[..., nn.Module]] = {'orepa': build_orepa_
 
 def conv_kind(conv: nn.Conv2d) -> str:
     """``'1x1'`` (dense 1x1), ``'depthwise'`` (one group per input channel),
-    ``'grouped'`` or ``'kxk'`` (dense, larger kernel)."""
+    ``'grouped'`` (any other grouped conv, 1x1 too) or ``'kxk'`` (dense,
+    larger kernel)."""
     if conv.groups == 1:
         return '1x1' if conv.kernel_size == (1, 1) else 'kxk'
     return 'depthwise' if conv.groups == conv.in_channels else 'grouped'
@@ -40,8 +41,6 @@ def refusal(conv: nn.Conv2d) -> Optional[str]:
     size = conv.kernel_size
     if size[0] != size[1]:
         return f'non-square kernel {size}'
-    if size == (1, 1) and conv.groups != 1:
-        return 'grouped 1x1 (Rep-1x1 is dense)'
     if size[0] % 2 == 0:
         return f'even kernel {size[0]}x{size[0]} (OREPA kernels are odd)'
     if is_plain_conv(conv):
@@ -71,8 +70,8 @@ def unsqueeze(model: nn.Module,
               **layer_cfg) -> nn.Module:
     """Replace the convs of a model by re-param layers equal to them.
 
-    Converted: square odd-kernel convs of the kinds in ``convs`` (1x1 ones when
-    dense), of any stride, dilation and bias. A conv of another class than
+    Converted: square odd-kernel convs of the kinds in ``convs``, of any
+    stride, dilation and bias. A conv of another class than
     ``nn.Conv2d`` or another ``padding_mode`` is converted when its only state
     is a weight and a bias: the layer then convolves through that conv's own
     forward (:mod:`mmorepa.layers.stock_conv`). Every other conv is left as it
