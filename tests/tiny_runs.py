@@ -1,7 +1,7 @@
 """Shipped configs shrunk for a CPU test: only data paths, image sizes,
-iteration counts and score thresholds are overridden, and the backbone starts
-from a stock checkpoint of the config's library (its ResNet, or the stock
-backbone the config deploys as)."""
+iteration counts, schedules and score thresholds are overridden, and the
+backbone starts from a stock checkpoint of the config's library (its ResNet,
+or the stock backbone the config deploys as)."""
 import os
 
 import torch
@@ -145,12 +145,16 @@ def classification(config, data_root, work_dir):
     dataset = dict(type='CustomDataset', data_root=data_root, data_prefix='train',
                    ann_file='', with_label=True)
     cfg.model.head.num_classes = 4
+    if 'num_classes' in cfg.get('data_preprocessor', {}):  # batch Mixup / CutMix labels
+        cfg.data_preprocessor.num_classes = 4
     for name in ('train', 'val', 'test'):
         loader = cfg[f'{name}_dataloader']
         _shrink(loader.dataset.pipeline, sizes)
         _loader(loader, dataset, 4, replace=True)
     cfg.val_evaluator = cfg.test_evaluator = dict(type='Accuracy', topk=(1, ))
     cfg.train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
+    # A warm-up longer than the run (ConvNeXt's 20 epochs) cannot be scheduled.
+    cfg.param_scheduler = None
     start_from_stock(cfg, data_root)
     return _runtime(cfg, work_dir, by_epoch=True)
 

@@ -15,9 +15,14 @@ DEFAULT_SCOPE = 'mmpretrain'
 
 
 def build_model(cfg: Config) -> nn.Module:
-    """Build ``cfg.model`` with the registry of the config's default scope."""
+    """Build ``cfg.model`` with the registry of the config's default scope, as
+    mmengine's Runner builds it (a top-level ``data_preprocessor``, e.g.
+    mmpretrain's with ``num_classes`` for Mixup / CutMix, fills in the model's)."""
+    model = copy.deepcopy(cfg.model)
+    if isinstance(cfg.get('data_preprocessor'), dict):
+        model.setdefault('data_preprocessor', cfg.data_preprocessor)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
-        return MODELS.build(cfg.model)
+        return MODELS.build(model)
 
 
 def backbone_class(cfg: Config) -> type:
