@@ -15,6 +15,7 @@ from torch import nn
 
 from helpers import assert_close_to_scale
 from mmorepa import reparameterize, unsqueeze
+from mmorepa.engine import build_model
 from mmorepa.engine.backbone_check import check_backbone, check_model, orepa_config
 from mmorepa.engine.configs import deploy_config, is_reparam_config, stock_backbone_config
 from mmorepa.layers import OREPAConv2d, ReparamConv2d, build_orepa_conv
@@ -268,3 +269,29 @@ def test_unsqueeze_switches_and_log():
 def test_unsqueeze_refuses_bad_arguments(kwargs, error):
     with pytest.raises(error, match=next(iter(kwargs))):
         unsqueeze(nn.Conv2d(3, 3, 3), **kwargs)
+
+
+@pytest.mark.parametrize('config,stock_type', [
+    ('configs/imagenet/orepa-mobilenet-v2_8xb32_in1k.py', 'MobileNetV2'),
+    ('configs/imagenet/orepa-convnext-tiny_32xb128_in1k.py', 'ConvNeXt')])
+def test_tools_export_both_routes_to_the_stock_backbone(config, stock_type, tmp_path):
+    """tools/reparameterize.py and tools/export_onnx.py on a conv_cfg config and
+    on a wrapper config: the deploy config is the stock backbone, the deploy
+    checkpoint loads into it strictly (the tools check), and ONNX matches."""
+    from tools import export_onnx, reparameterize as reparameterize_tool
+    torch.manual_seed(0)
+    model = build_model(Config.fromfile(config))
+    with torch.no_grad():  # every branch in the kernel, activations kept in range
+        for name, param in model.named_parameters():
+            if name.endswith('scales'):
+                param.mul_(1 + 0.1 * torch.rand_like(param))
+    trained = str(tmp_path / 'epoch_1.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), trained)
+    out = tmp_path / 'out'
+    assert reparameterize_tool.main([config, trained, str(out), '--shape', '32', '32']) == 0
+    deploy_cfg = Config.fromfile(str(out / 'deploy_config.py'))
+    assert deploy_cfg.model.backbone.type == stock_type and 'custom_imports' not in deploy_cfg
+    assert [h['type'] for h in deploy_cfg.get('custom_hooks', [])] in ([], ['EMAHook'])
+    assert export_onnx.main([str(out / 'deploy_config.py'), str(out / 'epoch_1_deploy.pth'),
+                             str(tmp_path / 'model.onnx'), '--shape', '32', '32',
+                             '--verify']) == 0
