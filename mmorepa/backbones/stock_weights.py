@@ -20,11 +20,12 @@ from torch import Tensor, nn
 
 from ..kernels import fuse_conv_bn
 from ..layers import AbsentNorm, ReparamConv2d, conv_norm_pairs
+from ..layers.base import OPTIONAL_KEY_SUFFIX
 from ..utils import name_list
 
 # Older checkpoints (torchvision's among them) predate this BatchNorm buffer;
 # BatchNorm itself accepts its absence.
-OPTIONAL_SUFFIX = '.num_batches_tracked'
+OPTIONAL_SUFFIX = f'.{OPTIONAL_KEY_SUFFIX}'
 NORM_KEYS = ('weight', 'bias', 'running_mean', 'running_var')
 
 

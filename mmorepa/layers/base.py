@@ -72,7 +72,7 @@ class ReparamConv2d(Squeezable, nn.Module):
         dilation (int | tuple[int, int]): Default: 1.
         groups (int): Default: 1.
         bias (bool): Add a learnable bias after the conv. Default: False.
-        padding_mode (str): Only ``'zeros'``: the branch algebra assumes it.
+        padding_mode (str): ``'zeros'``; other padding through :meth:`convolve_like`.
     """
 
     kernel_under_autocast = True
