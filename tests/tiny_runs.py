@@ -153,8 +153,11 @@ def classification(config, data_root, work_dir):
         _loader(loader, dataset, 4, replace=True)
     cfg.val_evaluator = cfg.test_evaluator = dict(type='Accuracy', topk=(1, ))
     cfg.train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
-    # A warm-up longer than the run (ConvNeXt's 20 epochs) cannot be scheduled.
-    cfg.param_scheduler = None
+    # Schedulers that begin after the one-epoch run (ConvNeXt's cosine after its
+    # 20 warm-up epochs) cannot be built; the warm-ups that begin at 0 stay.
+    schedulers = cfg.param_scheduler
+    schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+    cfg.param_scheduler = [step for step in schedulers if step.get('begin', 0) < 1]
     start_from_stock(cfg, data_root)
     return _runtime(cfg, work_dir, by_epoch=True)
 
