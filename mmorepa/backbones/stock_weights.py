@@ -67,7 +67,7 @@ class _StockLayout:
             kernel, bias = fuse_conv_bn(kernel.double(), _double(given.get(f'{conv_name}.bias')),
                                         norm)
             given[f'{conv_name}.weight'], given[f'{conv_name}.bias'] = kernel, bias
-            for key in NORM_KEYS + (OPTIONAL_SUFFIX[1:], ):
+            for key in NORM_KEYS + (OPTIONAL_KEY_SUFFIX, ):
                 given.pop(f'{norm_name}.{key}', None)
         backbone.load_state_dict(given, strict=False)
 

@@ -28,7 +28,6 @@ import re
 import sys
 from collections import OrderedDict
 
-from mmengine.config import DictAction
 from mmengine.hooks import Hook
 
 # As a script the repository root is not on sys.path; the helpers sit beside.
@@ -42,8 +41,9 @@ from mmorepa.engine.cli import load_config  # noqa: E402
 from tools.analysis.branch_cosines import (layer_contributions,  # noqa: E402
                                            mean_off_diagonal_abs, mean_over_layers,
                                            model_similarities, moved_similarities)
-from tools.analysis.demo_training import (demo_training_config,  # noqa: E402
-                                          ensure_demo_digits, repo_path, train_on_demo)
+from tools.analysis.demo_training import (add_demo_training_arguments,  # noqa: E402
+                                          demo_training_config, ensure_demo_digits,
+                                          repo_path, train_on_demo)
 from tools.analysis.figures import (plot_layer_heat_maps, plot_scaling_comparison,  # noqa: E402
                                     plot_similarity_over_run)
 from tools.analysis.json_output import write_json  # noqa: E402
@@ -71,14 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         choices=list(SCALING_CONFIGS), metavar='SCALING',
                         help=f'with --compare-scalings: which of {list(SCALING_CONFIGS)} '
                         '(default: all)')
-    parser.add_argument('--epochs', type=int, default=3,
-                        help='with --compare-scalings: training epochs (default: 3)')
-    parser.add_argument('--data-root', help='with --compare-scalings: folder of the demo '
-                        'digits (default: OUT/digits; written when missing)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, as in OpenMMLab tools')
-    parser.add_argument('--out', default='work_dirs/branch_similarity',
-                        help='folder for the JSON and PNG files (and the training runs)')
+    add_demo_training_arguments(parser, 'work_dirs/branch_similarity',
+                                when='with --compare-scalings: ')
     args = parser.parse_args(argv)
     if args.compare_scalings:
         if args.config or args.checkpoint:

@@ -5,12 +5,13 @@ bundled digits at 32x32, 10 classes, a warm-up epoch then cosine, seed 0);
 only the model comes from the given config. A tool adds its own recording
 hooks and may change the built model before the first step.
 """
+import argparse
 import os
 import shutil
 import time
 from typing import Callable, Iterable, Optional
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
@@ -18,6 +19,26 @@ from tools.demo import demo_config, write_digits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_CLASSES = 10
+
+
+def add_demo_training_arguments(parser: argparse.ArgumentParser, out: str,
+                                when: str = '') -> None:
+    """``--epochs``, ``--data-root``, ``--cfg-options`` and ``--out``: what the
+    tools that train on the demo data share.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+        out (str): Default output folder.
+        when (str): Prefix of the help texts, e.g. ``'with --compare-scalings: '``.
+    """
+    parser.add_argument('--epochs', type=int, default=3,
+                        help=f'{when}training epochs (default: 3)')
+    parser.add_argument('--data-root', help=f'{when}folder of the demo digits (default: '
+                        'OUT/digits; written when missing)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, as in OpenMMLab tools')
+    parser.add_argument('--out', default=out,
+                        help='folder for the JSON and PNG files and the training runs')
 
 
 def repo_path(path: str) -> str:

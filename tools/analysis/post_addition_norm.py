@@ -22,7 +22,6 @@ import sys
 from collections import OrderedDict
 from typing import List, Optional
 
-from mmengine.config import DictAction
 from torch import nn
 
 # As a script the repository root is not on sys.path; the helpers sit beside.
@@ -33,8 +32,9 @@ if ROOT not in sys.path:
 import mmorepa  # noqa: F401,E402  (registers the plugin)
 from mmorepa.engine import tool_main  # noqa: E402
 from mmorepa.layers import ReparamConv2d, conv_norm_pairs, set_submodule  # noqa: E402
-from tools.analysis.demo_training import (demo_training_config,  # noqa: E402
-                                          ensure_demo_digits, repo_path, train_on_demo)
+from tools.analysis.demo_training import (add_demo_training_arguments,  # noqa: E402
+                                          demo_training_config, ensure_demo_digits,
+                                          repo_path, train_on_demo)
 from tools.analysis.figures import plot_training_curves  # noqa: E402
 from tools.analysis.json_output import write_json  # noqa: E402
 from tools.analysis.training_records import ValMetricsRecorder, record_updates  # noqa: E402
@@ -76,15 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--config', default=DEFAULT_CONFIG,
                         help=f'classification config of an OREPA model (default: '
                         f'{DEFAULT_CONFIG})')
-    parser.add_argument('--epochs', type=int, default=3, help='training epochs (default: 3)')
     parser.add_argument('--lr', type=float,
                         help="SGD learning rate (default: the demo's, 0.05 for batch 64)")
-    parser.add_argument('--data-root', help='folder of the demo digits (default: OUT/digits; '
-                        'written when missing)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, as in OpenMMLab tools')
-    parser.add_argument('--out', default='work_dirs/post_addition_norm',
-                        help='folder for the JSON, the PNG and the two training runs')
+    add_demo_training_arguments(parser, 'work_dirs/post_addition_norm')
     args = parser.parse_args(argv)
     if args.epochs <= 0:
         parser.error(f'--epochs must be a positive int, got {args.epochs}')
