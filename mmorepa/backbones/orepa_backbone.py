@@ -7,6 +7,7 @@ from mmengine.model.weight_init import PretrainedInit
 from mmengine.registry import MODELS
 from torch import nn
 
+from .. import quantization
 from ..layers import CONV_KINDS, unsqueeze
 
 
@@ -20,6 +21,7 @@ def build_orepa_backbone(backbone: dict,
                          convs: Sequence[str] = CONV_KINDS,
                          exclude: Sequence[str] = (),
                          init_cfg: Optional[Union[dict, list]] = None,
+                         quantize_kernels: bool = False,
                          **layer_cfg) -> nn.Module:
     """Build a stock backbone and train its convs as OREPA layers.
 
@@ -46,6 +48,8 @@ def build_orepa_backbone(backbone: dict,
         init_cfg (dict | list, optional): Replaces the inner backbone's
             ``init_cfg`` (so ``model.backbone.init_cfg`` overrides work as for
             any backbone). Default: None (keep the inner one).
+        quantize_kernels (bool): Train every layer on the INT8 grid of the
+            conv it deploys as, norm folded in (docs/int8.md). Default: False.
         **layer_cfg: Arguments of the conv type (``branches``, ``scaling``, ...).
     """
     if not isinstance(backbone, dict) or 'type' not in backbone:
@@ -65,4 +69,7 @@ def build_orepa_backbone(backbone: dict,
         model.init_cfg = pretrained or None
         if pretrained:
             model._is_init = False
-    return unsqueeze(model, reparam, inplace=True, convs=convs, exclude=exclude, **layer_cfg)
+    model = unsqueeze(model, reparam, inplace=True, convs=convs, exclude=exclude, **layer_cfg)
+    if quantize_kernels:
+        quantization.quantize_kernels(model)
+    return model

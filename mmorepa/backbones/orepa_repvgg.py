@@ -50,12 +50,13 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
             Default: False.
         kernels_under_autocast (bool): Under AMP, generate the kernels in the
             autocast dtype (default) or, if False, in float32.
+        quantize_kernels (bool): Only False: see :meth:`quantize_kernels`.
         **kwargs: Every other argument of mmpretrain's ``RepVGG``, same meaning
             (``conv_cfg`` excepted: ``reparam`` sets it).
     """
 
     REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'deploy', 'compile_kernels',
-                         'kernels_under_autocast')
+                         'kernels_under_autocast', 'quantize_kernels')
 
     def __init__(self,
                  arch,
@@ -65,6 +66,7 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
                  deploy: bool = False,
                  compile_kernels: bool = False,
                  kernels_under_autocast: bool = True,
+                 quantize_kernels: bool = False,
                  **kwargs) -> None:
         check_choice('reparam', reparam, VGG_REPARAM_MODES)
         if isinstance(arch, str):
@@ -78,6 +80,17 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
         super().__init__(arch, conv_cfg=conv_cfg, deploy=deploy, **kwargs)
         self.compile_kernels(compile_kernels)
         self.kernels_under_autocast(kernels_under_autocast)
+        self.quantize_kernels(quantize_kernels)
+
+    def quantize_kernels(self, enabled: bool = True) -> None:
+        """Refused: a block deploys as one conv summing its OREPA 3x3 branch with
+        RepVGG's 1x1 and identity branches, which run on the feature maps with
+        their own norms, so that conv does not exist during training."""
+        if enabled:
+            raise ValueError('OREPARepVGG cannot train on its INT8 deploy grid: each block '
+                             "deploys as the sum of its OREPA 3x3 branch and RepVGG's 1x1 and "
+                             'identity branches, which exist only after training; quantize '
+                             'the deployed model with tools/quantize.py')
 
     def train(self, mode: bool = True) -> 'OREPARepVGG':
         # mmpretrain's RepVGG.train returns None; nn.Module promises self.

@@ -81,6 +81,8 @@ class OREPAResNet(ReparamBackbone, ResNet):
         kernels_under_autocast (bool): Under AMP, generate the kernels in the
             autocast dtype (default) or, if False, in float32 (faster on CPUs
             without native bfloat16; docs/recipes.md, "Mixed precision (AMP)").
+        quantize_kernels (bool): Train every OREPA layer on the INT8 grid of
+            the conv it deploys as (docs/int8.md). Default: False.
         **kwargs: Every other argument of mmseg's ``ResNet`` (``in_channels,
             stem_channels, base_channels, num_stages, strides, dilations,
             out_indices, style, deep_stem, avg_down, frozen_stages, conv_cfg,
@@ -91,7 +93,7 @@ class OREPAResNet(ReparamBackbone, ResNet):
 
     REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'rep_1x1', 'linear_stem', 'deploy',
                          'groups', 'width_per_group', 'base_width', 'compile_kernels',
-                         'kernels_under_autocast')
+                         'kernels_under_autocast', 'quantize_kernels')
     #: The stock backbone's type, and the stem arguments this class fixes.
     STOCK_TYPE = 'ResNet'
     STEM_ARGS: dict = {}
@@ -109,6 +111,7 @@ class OREPAResNet(ReparamBackbone, ResNet):
                  deploy: bool = False,
                  compile_kernels: bool = False,
                  kernels_under_autocast: bool = True,
+                 quantize_kernels: bool = False,
                  num_stages: int = 4,
                  strides: Sequence[int] = (1, 2, 2, 2),
                  dilations: Sequence[int] = (1, 1, 1, 1),
@@ -151,6 +154,8 @@ class OREPAResNet(ReparamBackbone, ResNet):
                 set_submodule(self, norm_name, AbsentNorm(norm_cfg, norm.num_features))
         self.compile_kernels(compile_kernels)
         self.kernels_under_autocast(kernels_under_autocast)
+        if quantize_kernels:
+            self.quantize_kernels()
 
     def make_res_layer(self, **kwargs) -> nn.Module:
         if self.groups != 1:

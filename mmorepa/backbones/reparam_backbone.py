@@ -5,6 +5,7 @@ from typing import Tuple
 from mmengine.model.weight_init import PretrainedInit
 
 from ..layers import ReparamConv2d, Squeezable
+from ..quantization import quantize_kernels
 from .stock_weights import load_pretrained
 
 
@@ -24,6 +25,8 @@ class ReparamBackbone(Squeezable):
     - ``compile_kernels=True`` (an argument of both backbones) compiles the
       kernel generation (:meth:`compile_kernels`); ``kernels_under_autocast=False``
       generates the kernels in float32 under AMP (:meth:`kernels_under_autocast`).
+    - ``quantize_kernels=True`` trains every layer on the INT8 grid of the conv
+      it deploys as (:meth:`quantize_kernels`, docs/int8.md).
     """
 
     #: Arguments the stock backbone does not take.
@@ -58,6 +61,11 @@ class ReparamBackbone(Squeezable):
         """Generate every layer's kernel under a running ``torch.autocast`` (its
         products in the autocast dtype), or in float32 (``enabled=False``)."""
         self._set_on_layers('kernel_under_autocast', enabled)
+
+    def quantize_kernels(self, enabled: bool = True) -> None:
+        """Convolve with the INT8 deploy kernel of every layer, norm folded in
+        (:func:`mmorepa.quantization.quantize_kernels`), or in float32 again."""
+        quantize_kernels(self, enabled)
 
     def squeeze(self) -> 'ReparamBackbone':
         self.switch_to_deploy()

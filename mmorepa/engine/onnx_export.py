@@ -62,11 +62,12 @@ def export_target(model: nn.Module, backbone_only: bool) -> TensorForward:
 
 
 def export_onnx(model: nn.Module, inputs: torch.Tensor, path: str, opset: int = DEFAULT_OPSET,
-                backbone_only: bool = False) -> int:
+                backbone_only: bool = False, dynamic_batch: bool = False) -> int:
     """Squeeze ``model`` (a copy) and export it to ``path``, atomically.
 
     A reader never sees a half-written file, and a failed export leaves any
-    previous file at ``path`` as it was.
+    previous file at ``path`` as it was. ``dynamic_batch`` leaves the batch
+    size of the input and outputs open (else it is that of ``inputs``).
 
     Returns:
         int: The number of outputs.
@@ -80,6 +81,7 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, path: str, opset: int = 
     with torch.no_grad():
         count = len(target(inputs))
     names = ['output'] if count == 1 else [f'output{i}' for i in range(count)]
+    dynamic_axes = {name: {0: 'batch'} for name in ['input', *names]} if dynamic_batch else None
     try:
         with atomic_output(path) as temporary, warnings.catch_warnings():
             # The TorchScript-based exporter is chosen on purpose (the dynamo
@@ -87,7 +89,7 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, path: str, opset: int = 
             warnings.simplefilter('ignore', DeprecationWarning)
             torch.onnx.export(target, (inputs, ), temporary, dynamo=False, opset_version=opset,
                               input_names=['input'], output_names=names,
-                              do_constant_folding=True)
+                              dynamic_axes=dynamic_axes, do_constant_folding=True)
     except torch.onnx.OnnxExporterError as error:
         # The exporter's message ends in a long TorchScript graph dump.
         reason = str(error).split('\n')[0].split(' [Caused by')[0]
@@ -97,13 +99,17 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, path: str, opset: int = 
     return count
 
 
-def onnxruntime_outputs(path: str, inputs: torch.Tensor) -> List[np.ndarray]:
-    """Run the ONNX file on ``inputs`` with onnxruntime's CPU provider."""
+def onnxruntime_session(path: str):
+    """An onnxruntime CPU session of the ONNX file, with torch's thread count."""
     import onnxruntime
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
-    session = onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-    return session.run(None, {'input': inputs.numpy()})
+    return onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+def onnxruntime_outputs(path: str, inputs: torch.Tensor) -> List[np.ndarray]:
+    """Run the ONNX file on ``inputs`` with onnxruntime's CPU provider."""
+    return onnxruntime_session(path).run(None, {'input': inputs.numpy()})
 
 
 def onnx_difference(model: nn.Module, path: str, inputs: torch.Tensor,

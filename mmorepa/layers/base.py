@@ -77,6 +77,12 @@ class ReparamConv2d(Squeezable, nn.Module):
 
     kernel_under_autocast = True
     compile_kernel = False
+    #: Whether the forward pass convolves with :meth:`squeezed_kernel` (a DBB
+    #: runs its branches on the feature maps instead).
+    convolves_generated_kernel = True
+    #: Set by :func:`mmorepa.quantization.quantize_kernels`: the forward pass
+    #: and :meth:`squeeze` then use the INT8 deploy grid of the kernel.
+    kernel_quantizer = None
 
     def __init__(self,
                  in_channels: int,
@@ -214,6 +220,8 @@ class ReparamConv2d(Squeezable, nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         kernel, bias = self._kernel_for_forward()
+        if self.kernel_quantizer is not None:
+            kernel = self.kernel_quantizer(kernel)
         if self.stock_conv is not None:
             return convolve_like(self.stock_conv, x, kernel, bias)
         return F.conv2d(x, kernel, bias, self.stride, self.padding, self.dilation, self.groups)
@@ -254,6 +262,8 @@ class ReparamConv2d(Squeezable, nn.Module):
         """A plain ``nn.Conv2d`` equal to this layer (in eval mode), in its dtype."""
         with torch.autocast(self._device_type(), enabled=False):
             kernel, bias = self.squeezed_kernel()
+            if self.kernel_quantizer is not None:
+                kernel = self.kernel_quantizer(kernel).to(kernel.dtype)
         if self.stock_conv is not None:
             return materialize(self.stock_conv, kernel, bias).train(self.training)
         conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,

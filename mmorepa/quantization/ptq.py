@@ -1,0 +1,180 @@
+"""INT8 of a classifier's deploy checkpoint, compared with its float32 self.
+
+The one path of ``tools/quantize.py`` and the demo table: the squeezed model
+is exported to ONNX (batch size open), onnxruntime quantizes it statically on
+batches of the config's own dataloader (:mod:`.onnx_int8`), and both files
+run on the config's test data through the config's own evaluator.
+"""
+import copy
+import os
+import shutil
+import tempfile
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.evaluator import Evaluator
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+
+from ..engine.checkpoint_io import atomic_output
+from ..engine.errors import ReparamError
+from ..engine.onnx_export import export_onnx, export_target, onnxruntime_session
+from ..engine.trained_model import SQUEEZED, load_trained_model
+from .evaluation import agreement, latency_rounds, ratio_spread, sqnr_db
+from .onnx_int8 import (BatchReader, conv_nodes, executed_conv_names, quantize_onnx_int8,
+                        weight_overrides)
+from .prepare import INT8_SCALES_KEY
+
+CALIBRATION_SPLITS = ('train', 'val', 'test')
+
+
+def float_onnx_path(path: str) -> str:
+    """Where the float32 ONNX file is written beside the INT8 one ``path``."""
+    return os.path.splitext(path)[0] + '_fp32.onnx'
+
+
+def deterministic_loader(cfg: Config, split: str) -> dict:
+    """The ``<split>_dataloader`` of ``cfg``, unshuffled and with the test
+    pipeline (calibration wants the images as the deployed model sees them)."""
+    loader = copy.deepcopy(cfg[f'{split}_dataloader'])
+    loader['sampler'] = dict(type='DefaultSampler', shuffle=False)
+    dataset = loader['dataset']
+    while 'pipeline' not in dataset and 'dataset' in dataset:  # dataset wrappers
+        dataset = dataset['dataset']
+    dataset['pipeline'] = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
+    return loader
+
+
+def _batches(model, loader, limit: Optional[int]):
+    for index, batch in enumerate(loader):
+        if limit is not None and index >= limit:
+            return
+        data = model.data_preprocessor(batch, False)
+        yield data['inputs'].float().numpy(), data['data_samples']
+
+
+def _set_predictions(samples, logits: np.ndarray):
+    scores = torch.from_numpy(logits).float().softmax(dim=1)
+    for sample, score in zip(copy.deepcopy(samples), scores):
+        yield sample.set_pred_score(score).set_pred_label(score.argmax().unsqueeze(0))
+
+
+def _check_classifier(model) -> None:
+    from mmpretrain.models import ImageClassifier
+    if not isinstance(model, ImageClassifier):
+        raise ReparamError(f'INT8 evaluation covers classifiers (mmpretrain ImageClassifier); '
+                           f'the config builds {type(model).__name__}: export its backbone '
+                           'with tools/export_onnx.py --backbone-only and quantize that')
+
+
+def quantize_classifier(cfg: Config, checkpoint: str, out: str, calib_batches: int = 8,
+                        calib_split: str = 'train', test_batches: Optional[int] = None,
+                        rounds: int = 5, repeats: int = 20,
+                        log: Callable[[str], None] = print) -> Dict[str, object]:
+    """Quantize a classifier's deploy checkpoint to INT8 ONNX and compare it
+    with the float32 ONNX of the same checkpoint.
+
+    Writes ``out`` (INT8, QDQ) and :func:`float_onnx_path` of it, atomically
+    and only when everything before succeeded.
+
+    Args:
+        cfg (Config): The training config or the deploy config.
+        checkpoint (str): A squeezed checkpoint (export hook or
+            ``tools/reparameterize.py``). If it holds INT8 scales (a run that
+            trained on its INT8 grid) they are the weight scales.
+        out (str): The INT8 ONNX file.
+        calib_batches (int): Batches of the calibration data.
+        calib_split (str): ``'train'`` (default), ``'val'`` or ``'test'``:
+            whose dataloader calibrates (with the test pipeline).
+        test_batches (int, optional): Batches of the test data compared;
+            default all.
+        rounds (int): Latency rounds. repeats (int): Calls per round.
+        log (Callable[[str], None]): Progress lines.
+
+    Returns:
+        dict: ``metrics`` (fp32 / int8 dicts of the evaluator), ``sqnr_db``,
+        ``agreement``, ``calibration_sqnr_db`` (on the calibration batches),
+        ``latency_s`` (fp32 / int8 per round, batch 1), ``latency_ratio``
+        (int8 / fp32: median, min, max), ``weights`` (``'checkpoint scales'``
+        or ``'calibrated'``).
+
+    Raises:
+        ReparamError: A train-form checkpoint, a model that is no classifier,
+            no calibration data, or a failed export or quantization.
+    """
+    if calib_split not in CALIBRATION_SPLITS:
+        raise ReparamError(f'calib_split must be one of {CALIBRATION_SPLITS}, got {calib_split!r}')
+    for name, value in (('calib_batches', calib_batches), ('rounds', rounds),
+                        ('repeats', repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ReparamError(f'{name} must be a positive int, got {value!r}')
+    loaded = load_trained_model(cfg, checkpoint)
+    if loaded.form != SQUEEZED:
+        raise ReparamError(f'{checkpoint} is a {loaded.form} checkpoint; INT8 starts from the '
+                           'deploy checkpoint (written by DeployCheckpointHook or '
+                           'tools/reparameterize.py)')
+    model = loaded.model
+    _check_classifier(model)
+    meta = (loaded.checkpoint.get('meta') or {}).get('mmorepa') or {}
+    scales = meta.get(INT8_SCALES_KEY) or {}
+    with DefaultScope.overwrite_default_scope(loaded.cfg.get('default_scope')):
+        calibration = list(_batches(model, Runner.build_dataloader(
+            deterministic_loader(loaded.cfg, calib_split)), calib_batches))
+        if not calibration:
+            raise ReparamError(f'no calibration data: the {calib_split} dataloader of the '
+                               'config gives no batch')
+        test_loader = Runner.build_dataloader(loaded.cfg.test_dataloader)
+        evaluators = {kind: Evaluator(copy.deepcopy(loaded.cfg.test_evaluator))
+                      for kind in ('fp32', 'int8')}
+    first = torch.from_numpy(calibration[0][0][:1])
+    with tempfile.TemporaryDirectory() as work:
+        fp32_path, int8_path = os.path.join(work, 'fp32.onnx'), os.path.join(work, 'int8.onnx')
+        log(f'exporting the deploy model to ONNX ({loaded.form} checkpoint {checkpoint})')
+        export_onnx(model, first, fp32_path, dynamic_batch=True)
+        overrides = None
+        if scales:
+            nodes = conv_nodes(executed_conv_names(model, export_target(model, False), first),
+                               fp32_path)
+            overrides = weight_overrides(nodes, scales)
+            log(f'weights: the INT8 grid the run trained on ({len(overrides)} convs); '
+                f'{len(nodes) - len(overrides)} other conv(s) calibrated')
+        quantize_onnx_int8(fp32_path, int8_path,
+                           BatchReader((inputs for inputs, _ in calibration), len(calibration),
+                                       log), overrides)
+        sessions = {'fp32': onnxruntime_session(fp32_path),
+                    'int8': onnxruntime_session(int8_path)}
+        report = _compare(sessions, evaluators, test_loader, model, calibration, test_batches,
+                          log)
+        log(f'timing batch-1 inference: {rounds} rounds of {repeats} calls')
+        feed = {'input': calibration[0][0][:1]}
+        times = latency_rounds({kind: (lambda s=s: s.run(None, feed))
+                                for kind, s in sessions.items()}, rounds, repeats)
+        report.update(latency_s=times, latency_ratio=ratio_spread(times['int8'], times['fp32']),
+                      weights='checkpoint scales' if scales else 'calibrated')
+        for source, target in ((fp32_path, float_onnx_path(out)), (int8_path, out)):
+            with atomic_output(target, source=checkpoint) as temporary:
+                shutil.copyfile(source, temporary)
+    return report
+
+
+def _compare(sessions, evaluators, test_loader, model, calibration, test_batches,
+             log) -> Dict[str, object]:
+    evaluators['fp32'].dataset_meta = evaluators['int8'].dataset_meta = \
+        test_loader.dataset.metainfo
+    logits: Dict[str, List[np.ndarray]] = {'fp32': [], 'int8': []}
+    total = len(test_loader) if test_batches is None else min(test_batches, len(test_loader))
+    for index, (inputs, samples) in enumerate(_batches(model, test_loader, test_batches)):
+        for kind, session in sessions.items():
+            outputs = session.run(None, {'input': inputs})[0]
+            logits[kind].append(outputs)
+            evaluators[kind].process(list(_set_predictions(samples, outputs)))
+        log(f'comparing on the test data: batch {index + 1}/{total}')
+    fp32, int8 = (np.concatenate(logits[kind]) for kind in ('fp32', 'int8'))
+    calibrated = [(sessions['fp32'].run(None, {'input': inputs})[0],
+                   sessions['int8'].run(None, {'input': inputs})[0]) for inputs, _ in calibration]
+    calibration_sqnr = sqnr_db(*(np.concatenate(part) for part in zip(*calibrated)))
+    return dict(metrics={kind: evaluators[kind].evaluate(len(fp32)) for kind in ('fp32', 'int8')},
+                sqnr_db=sqnr_db(fp32, int8), agreement=agreement(fp32, int8),
+                calibration_sqnr_db=calibration_sqnr)
