@@ -55,6 +55,20 @@ def _batches(model, loader, limit: Optional[int]):
         yield data['inputs'].float().numpy(), data['data_samples']
 
 
+def _calibration_batches(model, cfg: Config, split: str, limit: int) -> list:
+    if not cfg.get(f'{split}_dataloader'):
+        raise ReparamError(f'no calibration data: the config has no {split}_dataloader')
+    try:
+        loader = Runner.build_dataloader(deterministic_loader(cfg, split))
+    except (ValueError, FileNotFoundError) as error:  # what the datasets raise when empty
+        raise ReparamError(f'no calibration data: the {split} dataloader cannot be built '
+                           f'({error})') from error
+    batches = list(_batches(model, loader, limit))
+    if not batches:
+        raise ReparamError(f'no calibration data: the {split} dataloader gives no batch')
+    return batches
+
+
 def _set_predictions(samples, logits: np.ndarray):
     scores = torch.from_numpy(logits).float().softmax(dim=1)
     for sample, score in zip(copy.deepcopy(samples), scores):
@@ -120,11 +134,7 @@ def quantize_classifier(cfg: Config, checkpoint: str, out: str, calib_batches: i
     meta = (loaded.checkpoint.get('meta') or {}).get('mmorepa') or {}
     scales = meta.get(INT8_SCALES_KEY) or {}
     with DefaultScope.overwrite_default_scope(loaded.cfg.get('default_scope')):
-        calibration = list(_batches(model, Runner.build_dataloader(
-            deterministic_loader(loaded.cfg, calib_split)), calib_batches))
-        if not calibration:
-            raise ReparamError(f'no calibration data: the {calib_split} dataloader of the '
-                               'config gives no batch')
+        calibration = _calibration_batches(model, loaded.cfg, calib_split, calib_batches)
         test_loader = Runner.build_dataloader(loaded.cfg.test_dataloader)
         evaluators = {kind: Evaluator(copy.deepcopy(loaded.cfg.test_evaluator))
                       for kind in ('fp32', 'int8')}

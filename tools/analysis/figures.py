@@ -228,3 +228,20 @@ def plot_training_curves(runs: Dict[str, List[dict]], path: str, title: str,
         axis.legend(fontsize=8)
     figure.suptitle(title, fontsize=10)
     _save(figure, path)
+
+
+def plot_weight_ranges(layers: Dict[str, List[dict]], path: str) -> None:
+    """Per deployed conv (in network order) of each model: the weight SQNR under
+    per-channel INT8 and the median ``max|w| / std`` of its channels."""
+    plt = _pyplot()
+    figure, (sqnr_axes, peak_axes) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name, stats in layers.items():
+        index = np.arange(1, len(stats) + 1)
+        sqnr_axes.plot(index, [s['sqnr_per_channel_db'] for s in stats], marker='.', label=name)
+        peak_axes.plot(index, [s['peak_to_std'] for s in stats], marker='.', label=name)
+    sqnr_axes.set(xlabel='deployed conv', ylabel='dB',
+                  title='weight SQNR, per-channel INT8 (higher: fits better)')
+    peak_axes.set(xlabel='deployed conv', ylabel='max|w| / std',
+                  title='channel peak over spread (median over channels)')
+    sqnr_axes.legend(fontsize=7)
+    _save(figure, path)

@@ -1,0 +1,148 @@
+"""Float32, post-training INT8 and quantization-aware INT8 of five models on the
+demo data, and how their deployed kernels spread (docs/int8.md).
+
+    python tools/analysis/int8_table.py [--epochs 6] [--models ...] \
+        [--calib-batches 8] [--rounds 5] [--repeats 20] [--out work_dirs/int8_table]
+
+Each model (plain ResNet-18, OREPA-ResNet-18, DBB-ResNet-18, RepVGG-A0,
+OREPA-VGG-A0; the shipped configs) trains by the same demo recipe
+(``tools/analysis/demo_training.py``), is squeezed by the export path and
+quantized by ``tools/quantize.py``'s path (PTQ). Models whose layers can
+train on their INT8 deploy grid also train a second time with
+``model.backbone.quantize_kernels=True`` and go to INT8 with the scales they
+trained on (QAT). A finished run is reused when its last checkpoint exists.
+Writes ``int8_table.json`` and ``int8_weights.png`` under ``--out``.
+"""
+import argparse
+import os
+import sys
+from collections import OrderedDict
+
+import numpy as np
+
+# As a script the repository root is not on sys.path; the helpers sit beside.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import mmorepa  # noqa: F401,E402  (registers the plugin)
+from mmorepa.engine import export_deploy, is_reparam_config, tool_main  # noqa: E402
+from mmorepa.quantization.ptq import float_onnx_path, quantize_classifier  # noqa: E402
+from mmorepa.quantization.weight_ranges import channel_stats  # noqa: E402
+from tools.analysis.demo_training import (add_demo_training_arguments,  # noqa: E402
+                                          demo_training_config, ensure_demo_digits,
+                                          repo_path, train_on_demo)
+from tools.analysis.figures import plot_weight_ranges  # noqa: E402
+from tools.analysis.json_output import write_json  # noqa: E402
+
+# name: (config, whether its layers can train on their INT8 deploy grid)
+MODELS = OrderedDict([
+    ('ResNet-18', ('configs/imagenet/resnet18_8xb32-120e_in1k.py', False)),
+    ('OREPA-ResNet-18', ('configs/imagenet/orepa-resnet18_8xb32-120e_in1k.py', True)),
+    ('DBB-ResNet-18', ('configs/imagenet/dbb-resnet18_8xb32-120e_in1k.py', False)),
+    ('RepVGG-A0', ('configs/imagenet/repvgg-A0_8xb32-120e_in1k.py', False)),
+    ('OREPA-VGG-A0', ('configs/imagenet/orepa-vgg-A0_8xb32-120e_in1k.py', False)),
+])
+TOP1 = 'accuracy/top1'
+QAT_OPTION = {'model.backbone.quantize_kernels': True}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--models', nargs='+', choices=list(MODELS), default=list(MODELS))
+    parser.add_argument('--calib-batches', type=int, default=8,
+                        help='calibration batches of the training data (default: 8)')
+    parser.add_argument('--rounds', type=int, default=5, help='latency rounds (default: 5)')
+    parser.add_argument('--repeats', type=int, default=20,
+                        help='calls per latency round (default: 20)')
+    add_demo_training_arguments(parser, 'work_dirs/int8_table')
+    args = parser.parse_args(argv)
+    for name in ('calib_batches', 'rounds', 'repeats', 'epochs'):
+        if getattr(args, name) <= 0:
+            parser.error(f'--{name.replace("_", "-")} must be positive, got '
+                         f'{getattr(args, name)}')
+    return args
+
+
+def conv_weights(path: str):
+    """The weights of the Conv nodes of an ONNX file (the deployed kernels, norms
+    folded in by the exporter), in graph order."""
+    import onnx
+    graph = onnx.load(path).graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    return [onnx.numpy_helper.to_array(initializers[node.input[1]])
+            for node in graph.node if node.op_type == 'Conv']
+
+
+def train_and_quantize(args, data_root: str, name: str, config: str, qat: bool) -> dict:
+    """Train (or reuse) one run, squeeze it, quantize it; the tool's row parts."""
+    work_dir = os.path.join(args.out, name, 'qat' if qat else 'float')
+    options = dict(args.cfg_options or {}, **(QAT_OPTION if qat else {}))
+    cfg = demo_training_config(repo_path(config), data_root, work_dir, args.epochs, options)
+    checkpoint = os.path.join(work_dir, f'epoch_{args.epochs}.pth')
+    if os.path.exists(checkpoint):
+        print(f'    reusing {checkpoint}', flush=True)
+    else:
+        train_on_demo(cfg)
+    deploy = checkpoint
+    if is_reparam_config(cfg):
+        deploy = export_deploy(cfg, checkpoint, work_dir).checkpoint
+    report = quantize_classifier(cfg, deploy, os.path.join(work_dir, 'int8.onnx'),
+                                 args.calib_batches, 'train', None, args.rounds, args.repeats,
+                                 log=lambda line: print(f'    {line}', flush=True))
+    layers = [channel_stats(w) for w in conv_weights(float_onnx_path(
+        os.path.join(work_dir, 'int8.onnx')))]
+    return dict(report, layers=layers)
+
+
+def summary(run: dict) -> dict:
+    """The row values of one run."""
+    fp32, int8 = run['metrics']['fp32'][TOP1], run['metrics']['int8'][TOP1]
+    layers = run['layers']
+    return dict(fp32=fp32, int8=int8, drop=fp32 - int8, sqnr=run['sqnr_db'],
+                agreement=run['agreement'], latency=run['latency_ratio'],
+                weight_sqnr=float(np.median([x['sqnr_per_channel_db'] for x in layers])),
+                worst_weight_sqnr=float(min(x['sqnr_per_channel_db'] for x in layers)),
+                peak_to_std=float(np.median([x['peak_to_std'] for x in layers])),
+                channel_range=float(max(x['channel_range'] for x in layers)))
+
+
+def print_tables(rows: dict) -> None:
+    print(f'\n{"model":26s} {"fp32":>7s} {"INT8":>7s} {"drop":>6s} {"SQNR dB":>8s} '
+          f'{"agree":>6s} {"INT8/fp32 latency":>24s}')
+    for name, row in rows.items():
+        latency = row['latency']
+        print(f'{name:26s} {row["fp32"]:7.2f} {row["int8"]:7.2f} {row["drop"]:6.2f} '
+              f'{row["sqnr"]:8.1f} {100 * row["agreement"]:5.1f}% '
+              f'{latency["median"]:8.2f}x ({latency["min"]:.2f}-{latency["max"]:.2f})')
+    print(f'\n{"deployed kernels":26s} {"weight SQNR dB":>15s} {"worst layer":>12s} '
+          f'{"max|w|/std":>11s} {"channel range":>14s}')
+    for name, row in rows.items():
+        print(f'{name:26s} {row["weight_sqnr"]:15.1f} {row["worst_weight_sqnr"]:12.1f} '
+              f'{row["peak_to_std"]:11.1f} {row["channel_range"]:14.1f}')
+
+
+@tool_main
+def main(argv=None):
+    args = parse_args(argv)
+    data_root = ensure_demo_digits(args.data_root or os.path.join(args.out, 'digits'))
+    plan = [(name, qat) for name in args.models for qat in (False, True)
+            if not qat or MODELS[name][1]]
+    runs = OrderedDict()
+    for index, (name, qat) in enumerate(plan, 1):
+        label = f'{name} QAT' if qat else name
+        print(f'[{index}/{len(plan)}] {label}: {args.epochs} epoch(s) on the demo digits, '
+              'squeeze, INT8', flush=True)
+        runs[label] = train_and_quantize(args, data_root, name, MODELS[name][0], qat)
+    rows = OrderedDict((label, summary(run)) for label, run in runs.items())
+    print_tables(rows)
+    os.makedirs(args.out, exist_ok=True)
+    png_path = os.path.join(args.out, 'int8_weights.png')
+    plot_weight_ranges({label: run['layers'] for label, run in runs.items()}, png_path)
+    json_path = write_json(os.path.join(args.out, 'int8_table.json'), vars(args),
+                           dict(rows=rows, runs=runs))
+    print(f'\nwrote {json_path} and {png_path}')
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
