@@ -46,3 +46,32 @@ def test_two_processes_end_with_equal_weights_and_resume(tmp_path):
     assert os.path.exists(os.path.join(work, 'epoch_2.pth'))
     resumed = torch.load(os.path.join(work, 'epoch_2.pth'))
     assert resumed['meta']['epoch'] == 2
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_the_int8_grid(tmp_path):
+    """The QAT switch under DDP: the ranks stay equal and the export carries the
+    INT8 scales, on which the deployed kernels lie."""
+    cfg = tiny_runs.classification('configs/imagenet/orepa-resnet18_8xb32-120e_in1k.py',
+                                   str(tmp_path / 'data'), str(tmp_path / 'work'))
+    cfg.custom_imports.imports.append('rank_weights_hook')
+    cfg.custom_hooks.append(dict(type='SaveRankWeightsHook'))
+    cfg.model.backbone.quantize_kernels = True
+    cfg.train_dataloader.batch_size = 2
+    config = str(tmp_path / 'tiny.py')
+    cfg.dump(config)
+    work = str(tmp_path / 'work')
+    train(config, work, port=29513)
+    ranks = [torch.load(os.path.join(work, f'rank{r}.pth')) for r in (0, 1)]
+    assert all(torch.equal(ranks[0][key], ranks[1][key]) for key in ranks[0])
+    deploy = torch.load(os.path.join(work, 'epoch_1_deploy.pth'), weights_only=True)
+    scales = deploy['meta']['mmorepa']['int8_weight_grid']['scales']
+    assert len(scales) == 17
+    # The stock ResNet holds the kernel with the norm divided out; folded back
+    # it lies on the grid of its scales.
+    state = deploy['state_dict']
+    for name, scale in scales.items():
+        norm = name.replace('conv', 'bn')
+        fold = state[f'{norm}.weight'] / torch.sqrt(state[f'{norm}.running_var'] + 1e-5)
+        steps = state[f'{name}.weight'] * fold.view(-1, 1, 1, 1) / scale.view(-1, 1, 1, 1)
+        assert (steps - steps.round()).abs().max() < 1e-3, name

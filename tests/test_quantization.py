@@ -24,11 +24,13 @@ from helpers import assert_close_to_scale, randomize_norms, randomize_scales
 from mmorepa.backbones import OREPARepVGG, OREPAResNet
 from mmorepa import reparameterize
 from mmorepa.engine import ReparamError, export_deploy, load_trained_model, read_checkpoint
-from mmorepa.engine.onnx_export import export_target, onnxruntime_outputs
+from mmorepa.engine.onnx_export import export_onnx, export_target, onnxruntime_outputs
 from mmorepa.layers import ReparamConv2d, build_orepa_conv
-from mmorepa.quantization import INT8_MAX, INT8_SCALES_KEY, quantize_kernels
-from mmorepa.quantization.onnx_int8 import conv_nodes, executed_conv_names
-from mmorepa.quantization.ptq import float_onnx_path, quantize_classifier
+from mmorepa.quantization import (INT8_GRID_KEY, INT8_MAX, WEIGHT_RANGES, int8_weight_grid,
+                                  quantize_kernels)
+from mmorepa.quantization.onnx_int8 import (BatchReader, conv_nodes, executed_conv_names,
+                                            quantize_onnx_int8, weight_overrides)
+from mmorepa.quantization.ptq import float_onnx_path, quantize_checkpoint
 from tools import quantize as quantize_tool
 from tools.train import build_config, parse_args
 
@@ -79,7 +81,7 @@ def test_layer_on_its_grid_equals_the_int8_deploy_conv(shape):
         assert_close_to_scale(model(x), expected, rel=1e-5)
         assert_close_to_scale(reparameterize(model)(x), expected, rel=1e-5)
     # Off again: the float path as before, exactly.
-    quantize_kernels(model, enabled=False)
+    quantize_kernels(model, None)
     assert torch.equal(model[0].squeeze().weight, reference.weight)
 
 
@@ -119,6 +121,33 @@ def test_compiled_model_on_its_grid_matches_eager():
         assert_close_to_scale(torch.compile(model)(x), model(x), rel=1e-5)
 
 
+@pytest.mark.parametrize('weight_range', sorted(WEIGHT_RANGES))
+def test_onnxruntime_int8_weights_are_the_training_grid(weight_range, tmp_path):
+    model = nn.Sequential(conv_then_norm(8, 16, 3, 1, 1, False),
+                          conv_then_norm(16, 8, 1, 1, 1, True, seed=1))
+    assert len(quantize_kernels(model, weight_range)) == 2
+    grid = int8_weight_grid(model.eval())
+    assert grid['range'] == weight_range
+    holder = nn.Module()
+    holder.backbone = model
+    x = torch.randn(2, 8, 9, 9)
+    fp32, int8 = str(tmp_path / 'fp32.onnx'), str(tmp_path / 'int8.onnx')
+    export_onnx(holder, x, fp32, backbone_only=True)
+    deployed = reparameterize(model)
+    nodes = conv_nodes(executed_conv_names(deployed, deployed, x), fp32)
+    quantize_onnx_int8(fp32, int8, BatchReader([x.numpy()], 1, lambda line: None),
+                       weight_overrides(nodes, grid['scales'], weight_range), weight_range)
+    weights = dequantized_weights(int8, nodes)
+    for name in ('0.0', '1.0'):
+        layer = model.get_submodule(name)
+        with torch.no_grad():
+            folded, scales = layer.kernel_quantizer.folded(layer.squeezed_kernel()[0])
+        assert torch.equal(scales, grid['scales'][name])
+        assert np.array_equal(folded.numpy(), weights[name])
+        levels = (folded / scales.view(-1, 1, 1, 1)).round().abs().max()
+        assert levels == WEIGHT_RANGES[weight_range]
+
+
 def test_layers_without_a_training_kernel_are_refused():
     with pytest.raises(ValueError, match='DBBConv2d'):
         OREPAResNet(18, reparam='dbb', quantize_kernels=True)
@@ -126,6 +155,9 @@ def test_layers_without_a_training_kernel_are_refused():
         OREPARepVGG('A0', quantize_kernels=True)
     with pytest.raises(ValueError, match='no re-param layer'):
         quantize_kernels(nn.Sequential(nn.Conv2d(3, 3, 3)))
+    with pytest.raises(ValueError, match=r"quantize_kernels must be one of \(False, True, "
+                       r"'full', 'reduced'\), got 'int4'"):
+        OREPAResNet(18, quantize_kernels='int4')
 
 
 def train_qat_run(root):
@@ -170,9 +202,9 @@ def test_runner_runs_to_int8(tmp_path):
 
 def check_qat_run_goes_to_int8_on_its_grid(cfg, tmp_path):
     deploy = os.path.join(cfg.work_dir, 'epoch_1_deploy.pth')
-    scales = read_checkpoint(deploy)['meta']['mmorepa'][INT8_SCALES_KEY]
+    scales = read_checkpoint(deploy)['meta']['mmorepa'][INT8_GRID_KEY]['scales']
     out = str(tmp_path / 'int8.onnx')
-    report = quantize_classifier(cfg, deploy, out, calib_batches=2, rounds=1, repeats=1,
+    report = quantize_checkpoint(cfg, deploy, out, calib_batches=2, rounds=1, repeats=1,
                                  log=lambda line: None)
     assert report['weights'] == 'checkpoint scales'
     assert report['calibration_sqnr_db'] >= 20 and report['agreement'] >= 0.75
@@ -203,25 +235,28 @@ def check_post_training_int8_and_bad_input(cfg, config, tmp_path):
     float_cfg = Config.fromfile(config)
     float_cfg.model.backbone.quantize_kernels = False
     export = export_deploy(float_cfg, trained, str(tmp_path / 'float'))
-    assert INT8_SCALES_KEY not in read_checkpoint(export.checkpoint)['meta']['mmorepa']
+    assert INT8_GRID_KEY not in read_checkpoint(export.checkpoint)['meta']['mmorepa']
     out = str(tmp_path / 'ptq.onnx')
     assert quantize_tool.main([config, export.checkpoint, out, '--calib-batches', '2',
                                '--rounds', '1', '--repeats', '1',
                                '--json', str(tmp_path / 'ptq.json')]) == 0
-    report = quantize_classifier(float_cfg, export.checkpoint, out, calib_batches=2, rounds=1,
+    report = quantize_checkpoint(float_cfg, export.checkpoint, out, calib_batches=2, rounds=1,
                                  repeats=1, log=lambda line: None)
     assert report['weights'] == 'calibrated' and report['calibration_sqnr_db'] >= 20
     # A train-form checkpoint, no calibration data: an error, nothing written.
     bad = str(tmp_path / 'bad.onnx')
     with pytest.raises(ReparamError, match='train form checkpoint'):
-        quantize_classifier(cfg, trained, bad)
+        quantize_checkpoint(cfg, trained, bad)
+    with pytest.raises(ReparamError, match="trained on the 'full' INT8 grid"):
+        quantize_checkpoint(cfg, os.path.join(cfg.work_dir, 'epoch_1_deploy.pth'), bad,
+                            weight_range='reduced')
     empty = Config.fromfile(config)
     empty.train_dataloader.dataset.indices = []
     with pytest.raises(ReparamError, match='no calibration data'):
-        quantize_classifier(empty, export.checkpoint, bad)
+        quantize_checkpoint(empty, export.checkpoint, bad)
     empty.train_dataloader = None
     with pytest.raises(ReparamError, match='has no train_dataloader'):
-        quantize_classifier(empty, export.checkpoint, bad)
+        quantize_checkpoint(empty, export.checkpoint, bad)
     assert quantize_tool.main([config, trained, bad]) == 1
     assert not os.path.exists(bad) and not os.path.exists(float_onnx_path(bad))
     with pytest.raises(SystemExit):

@@ -1,9 +1,9 @@
-"""Quantize a classifier's deploy checkpoint to INT8 (onnxruntime) and compare it
-with float32.
+"""Quantize a deploy checkpoint to INT8 (onnxruntime) and compare it with float32.
 
     python tools/quantize.py CONFIG DEPLOY_CHECKPOINT OUT.onnx \
         [--calib-batches 8] [--calib-split train] [--test-batches N] \
-        [--rounds 5] [--repeats 20] [--json FILE] [--cfg-options ...]
+        [--weight-range full|reduced] [--rounds 5] [--repeats 20] [--json FILE] \
+        [--cfg-options ...]
 
 DEPLOY_CHECKPOINT is a squeezed checkpoint (``DeployCheckpointHook`` or
 ``tools/reparameterize.py`` writes it); CONFIG is its training config or the
@@ -11,11 +11,14 @@ DEPLOY_CHECKPOINT is a squeezed checkpoint (``DeployCheckpointHook`` or
 quantized by onnxruntime (static, QDQ): INT8 weights per output channel,
 activations calibrated on ``--calib-batches`` batches of the config's
 ``--calib-split`` dataloader (test pipeline). A checkpoint of a run trained
-with ``quantize_kernels=True`` carries its INT8 weight scales: they are used
-as they are, and only the activations are calibrated.
+with ``quantize_kernels`` carries its INT8 weight grid: it is used as it is,
+and only the activations are calibrated. ``--weight-range reduced`` puts the
+weights on [-64, 64] (onnxruntime's ``reduce_range``), which x86 CPUs without
+VNNI need: their integer convolutions saturate with full-range weights.
 
 Writes OUT.onnx (INT8) and OUT_fp32.onnx, then prints float32 vs INT8 on the
-config's test data: the config's own metric, output SQNR, prediction
+config's test data (classifiers, segmentors, one-stage detectors): the
+config's own metric, output SQNR, prediction
 agreement, and batch-1 CPU latency of both with their ratio over rounds.
 docs/int8.md explains the numbers.
 """
@@ -28,7 +31,8 @@ import mmorepa  # noqa: F401  (registers the plugin, allows OpenMMLab checkpoint
 from mmorepa.engine import is_same_file, tool_main
 from mmorepa.engine.checkpoint_io import atomic_output
 from mmorepa.engine.cli import load_config
-from mmorepa.quantization.ptq import CALIBRATION_SPLITS, float_onnx_path, quantize_classifier
+from mmorepa.quantization import WEIGHT_RANGES
+from mmorepa.quantization.ptq import CALIBRATION_SPLITS, float_onnx_path, quantize_checkpoint
 
 
 def positive_int(text: str) -> int:
@@ -52,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='dataloader whose images calibrate (default: train)')
     parser.add_argument('--test-batches', type=positive_int,
                         help='compare on this many test batches (default: all)')
+    parser.add_argument('--weight-range', choices=tuple(WEIGHT_RANGES),
+                        help="weight grid: 'full' [-127, 127] or 'reduced' [-64, 64] "
+                        "(default: the checkpoint's grid, else full)")
     parser.add_argument('--rounds', type=positive_int, default=5,
                         help='latency rounds (default: 5)')
     parser.add_argument('--repeats', type=positive_int, default=20,
@@ -81,14 +88,14 @@ def _metric_lines(report) -> list:
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args)
-    report = quantize_classifier(cfg, args.checkpoint, args.output, args.calib_batches,
+    report = quantize_checkpoint(cfg, args.checkpoint, args.output, args.calib_batches,
                                  args.calib_split, args.test_batches, args.rounds,
-                                 args.repeats)
+                                 args.repeats, args.weight_range)
     latency = report['latency_s']
     ratio = report['latency_ratio']
     median = {kind: sorted(times)[len(times) // 2] * 1e3 for kind, times in latency.items()}
     print(f'\nwrote {args.output} (INT8) and {float_onnx_path(args.output)} (float32); '
-          f'INT8 weights: {report["weights"]}')
+          f'INT8 weights: {report["weights"]}, {report["weight_range"]} range')
     print(f'{"":24s} {"float32":>10s} {"INT8":>10s} {"change":>8s}')
     for key, fp32, int8, change in _metric_lines(report):
         print(f'{key:24s} {fp32:>10s} {int8:>10s} {change:>8s}')

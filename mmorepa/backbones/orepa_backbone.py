@@ -21,7 +21,7 @@ def build_orepa_backbone(backbone: dict,
                          convs: Sequence[str] = CONV_KINDS,
                          exclude: Sequence[str] = (),
                          init_cfg: Optional[Union[dict, list]] = None,
-                         quantize_kernels: bool = False,
+                         quantize_kernels=False,
                          **layer_cfg) -> nn.Module:
     """Build a stock backbone and train its convs as OREPA layers.
 
@@ -48,8 +48,9 @@ def build_orepa_backbone(backbone: dict,
         init_cfg (dict | list, optional): Replaces the inner backbone's
             ``init_cfg`` (so ``model.backbone.init_cfg`` overrides work as for
             any backbone). Default: None (keep the inner one).
-        quantize_kernels (bool): Train every layer on the INT8 grid of the
-            conv it deploys as, norm folded in (docs/int8.md). Default: False.
+        quantize_kernels (bool | str): Train every layer on the INT8 grid of
+            the conv it deploys as, norm folded in: ``True`` (or ``'full'``),
+            ``'reduced'`` (docs/int8.md). Default: False.
         **layer_cfg: Arguments of the conv type (``branches``, ``scaling``, ...).
     """
     if not isinstance(backbone, dict) or 'type' not in backbone:
@@ -71,5 +72,5 @@ def build_orepa_backbone(backbone: dict,
             model._is_init = False
     model = unsqueeze(model, reparam, inplace=True, convs=convs, exclude=exclude, **layer_cfg)
     if quantize_kernels:
-        quantization.quantize_kernels(model)
+        quantization.quantize_kernels(model, quantization.weight_range_setting(quantize_kernels))
     return model

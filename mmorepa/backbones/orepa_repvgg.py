@@ -66,7 +66,7 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
                  deploy: bool = False,
                  compile_kernels: bool = False,
                  kernels_under_autocast: bool = True,
-                 quantize_kernels: bool = False,
+                 quantize_kernels=False,
                  **kwargs) -> None:
         check_choice('reparam', reparam, VGG_REPARAM_MODES)
         if isinstance(arch, str):
@@ -82,11 +82,11 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
         self.kernels_under_autocast(kernels_under_autocast)
         self.quantize_kernels(quantize_kernels)
 
-    def quantize_kernels(self, enabled: bool = True) -> None:
+    def quantize_kernels(self, setting=True) -> None:
         """Refused: a block deploys as one conv summing its OREPA 3x3 branch with
         RepVGG's 1x1 and identity branches, which run on the feature maps with
         their own norms, so that conv does not exist during training."""
-        if enabled:
+        if setting:
             raise ValueError('OREPARepVGG cannot train on its INT8 deploy grid: each block '
                              "deploys as the sum of its OREPA 3x3 branch and RepVGG's 1x1 and "
                              'identity branches, which exist only after training; quantize '

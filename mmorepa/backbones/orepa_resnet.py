@@ -1,6 +1,6 @@
 """OREPAResNet: a ResNet whose convs are OREPA (or DBB) blocks, squeezable to
 the stock ResNet of mmpretrain, mmdet and mmseg."""
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from mmengine.registry import MODELS
 from mmseg.models.backbones import ResNet
@@ -81,8 +81,9 @@ class OREPAResNet(ReparamBackbone, ResNet):
         kernels_under_autocast (bool): Under AMP, generate the kernels in the
             autocast dtype (default) or, if False, in float32 (faster on CPUs
             without native bfloat16; docs/recipes.md, "Mixed precision (AMP)").
-        quantize_kernels (bool): Train every OREPA layer on the INT8 grid of
-            the conv it deploys as (docs/int8.md). Default: False.
+        quantize_kernels (bool | str): Train every OREPA layer on the INT8 grid
+            of the conv it deploys as: ``True`` (or ``'full'``), ``'reduced'``
+            (x86 CPUs without VNNI; docs/int8.md). Default: False.
         **kwargs: Every other argument of mmseg's ``ResNet`` (``in_channels,
             stem_channels, base_channels, num_stages, strides, dilations,
             out_indices, style, deep_stem, avg_down, frozen_stages, conv_cfg,
@@ -111,7 +112,7 @@ class OREPAResNet(ReparamBackbone, ResNet):
                  deploy: bool = False,
                  compile_kernels: bool = False,
                  kernels_under_autocast: bool = True,
-                 quantize_kernels: bool = False,
+                 quantize_kernels: Union[bool, str] = False,
                  num_stages: int = 4,
                  strides: Sequence[int] = (1, 2, 2, 2),
                  dilations: Sequence[int] = (1, 1, 1, 1),
@@ -155,7 +156,7 @@ class OREPAResNet(ReparamBackbone, ResNet):
         self.compile_kernels(compile_kernels)
         self.kernels_under_autocast(kernels_under_autocast)
         if quantize_kernels:
-            self.quantize_kernels()
+            self.quantize_kernels(quantize_kernels)
 
     def make_res_layer(self, **kwargs) -> nn.Module:
         if self.groups != 1:

@@ -1,11 +1,11 @@
 """What the re-param backbones share: their deploy form and their pretrained weights."""
 import abc
-from typing import Tuple
+from typing import Tuple, Union
 
 from mmengine.model.weight_init import PretrainedInit
 
 from ..layers import ReparamConv2d, Squeezable
-from ..quantization import quantize_kernels
+from ..quantization import quantize_kernels, weight_range_setting
 from .stock_weights import load_pretrained
 
 
@@ -25,8 +25,8 @@ class ReparamBackbone(Squeezable):
     - ``compile_kernels=True`` (an argument of both backbones) compiles the
       kernel generation (:meth:`compile_kernels`); ``kernels_under_autocast=False``
       generates the kernels in float32 under AMP (:meth:`kernels_under_autocast`).
-    - ``quantize_kernels=True`` trains every layer on the INT8 grid of the conv
-      it deploys as (:meth:`quantize_kernels`, docs/int8.md).
+    - ``quantize_kernels=True`` (or ``'reduced'``) trains every layer on the
+      INT8 grid of the conv it deploys as (:meth:`quantize_kernels`, docs/int8.md).
     """
 
     #: Arguments the stock backbone does not take.
@@ -62,10 +62,11 @@ class ReparamBackbone(Squeezable):
         products in the autocast dtype), or in float32 (``enabled=False``)."""
         self._set_on_layers('kernel_under_autocast', enabled)
 
-    def quantize_kernels(self, enabled: bool = True) -> None:
+    def quantize_kernels(self, setting: Union[bool, str] = True) -> None:
         """Convolve with the INT8 deploy kernel of every layer, norm folded in
-        (:func:`mmorepa.quantization.quantize_kernels`), or in float32 again."""
-        quantize_kernels(self, enabled)
+        (:func:`mmorepa.quantization.quantize_kernels`): ``True`` / ``'full'``
+        or ``'reduced'`` weight range; ``False`` is float32 again."""
+        quantize_kernels(self, weight_range_setting(setting))
 
     def squeeze(self) -> 'ReparamBackbone':
         self.switch_to_deploy()

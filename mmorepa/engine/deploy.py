@@ -14,7 +14,7 @@ from mmengine.config import Config
 from torch import nn
 
 from ..layers import reparameterize
-from ..quantization import INT8_SCALES_KEY, int8_weight_scales
+from ..quantization import INT8_GRID_KEY, int8_weight_grid
 from .checkpoint_io import atomic_output, save_atomic
 from .configs import deploy_config
 from .errors import ReparamError
@@ -91,7 +91,7 @@ def export_deploy(cfg: Config, checkpoint: str, checkpoint_dir: str,
     (the stock backbone, ``load_from`` pointing at it). Then loads the written
     checkpoint strictly into the stock model. A run that trained on its INT8
     grid (``quantize_kernels``) writes the deployed kernels on that grid and
-    their scales under ``meta['mmorepa']['int8_weight_scales']``, which
+    the grid under ``meta['mmorepa']['int8_weight_grid']``, which
     ``tools/quantize.py`` uses instead of calibrating the weights.
 
     Args:
@@ -114,9 +114,9 @@ def export_deploy(cfg: Config, checkpoint: str, checkpoint_dir: str,
     name = os.path.splitext(os.path.basename(checkpoint))[0]
     target = os.path.join(checkpoint_dir, name + DEPLOY_SUFFIX)
     ours = dict(squeezed=True)
-    scales = int8_weight_scales(trained.model)
-    if scales:  # a run trained on its INT8 grid: the grid travels with the weights
-        ours[INT8_SCALES_KEY] = scales
+    grid = int8_weight_grid(trained.model)
+    if grid:  # a run trained on its INT8 grid: the grid travels with the weights
+        ours[INT8_GRID_KEY] = grid
     meta = dict(trained.checkpoint.get('meta') or {},
                 source_checkpoint=os.path.abspath(checkpoint), mmorepa=ours)
     save_atomic(dict(meta=meta, state_dict=squeezed_state_dict(trained.model)), target,

@@ -62,12 +62,14 @@ def export_target(model: nn.Module, backbone_only: bool) -> TensorForward:
 
 
 def export_onnx(model: nn.Module, inputs: torch.Tensor, path: str, opset: int = DEFAULT_OPSET,
-                backbone_only: bool = False, dynamic_batch: bool = False) -> int:
+                backbone_only: bool = False, dynamic_batch: bool = False,
+                dynamic_size: bool = False) -> int:
     """Squeeze ``model`` (a copy) and export it to ``path``, atomically.
 
     A reader never sees a half-written file, and a failed export leaves any
     previous file at ``path`` as it was. ``dynamic_batch`` leaves the batch
-    size of the input and outputs open (else it is that of ``inputs``).
+    size of the input and outputs open, ``dynamic_size`` the input's height
+    and width (else they are those of ``inputs``).
 
     Returns:
         int: The number of outputs.
@@ -81,7 +83,9 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, path: str, opset: int = 
     with torch.no_grad():
         count = len(target(inputs))
     names = ['output'] if count == 1 else [f'output{i}' for i in range(count)]
-    dynamic_axes = {name: {0: 'batch'} for name in ['input', *names]} if dynamic_batch else None
+    dynamic_axes = {name: {0: 'batch'} for name in ['input', *names]} if dynamic_batch else {}
+    if dynamic_size:
+        dynamic_axes.setdefault('input', {}).update({2: 'height', 3: 'width'})
     try:
         with atomic_output(path) as temporary, warnings.catch_warnings():
             # The TorchScript-based exporter is chosen on purpose (the dynamo
@@ -89,7 +93,7 @@ def export_onnx(model: nn.Module, inputs: torch.Tensor, path: str, opset: int = 
             warnings.simplefilter('ignore', DeprecationWarning)
             torch.onnx.export(target, (inputs, ), temporary, dynamo=False, opset_version=opset,
                               input_names=['input'], output_names=names,
-                              dynamic_axes=dynamic_axes, do_constant_folding=True)
+                              dynamic_axes=dynamic_axes or None, do_constant_folding=True)
     except torch.onnx.OnnxExporterError as error:
         # The exporter's message ends in a long TorchScript graph dump.
         reason = str(error).split('\n')[0].split(' [Caused by')[0]

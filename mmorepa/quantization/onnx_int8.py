@@ -3,7 +3,10 @@
 onnxruntime's static quantization in QDQ format: per-output-channel symmetric
 INT8 weights, unsigned 8-bit activations calibrated by min / max over the
 given batches (the combination its CPU kernels run as integer convolutions).
-For a run that trained on its INT8 grid the weight scales are handed in
+On x86 CPUs without VNNI the weights need the reduced range
+(``reduce_range``, :data:`.fake_quant.WEIGHT_RANGES`) or the integer
+convolutions saturate. For a run that trained on its INT8 grid the weight
+scales are handed in
 (``TensorQuantOverrides``), so the INT8 kernels are the ones training used
 and only the activations are calibrated. docs/int8.md compares the choices.
 """
@@ -18,7 +21,7 @@ from torch import Tensor, nn
 
 from ..engine.checkpoint_io import atomic_output
 from ..engine.errors import ReparamError
-from .fake_quant import INT8_MAX
+from .fake_quant import WEIGHT_RANGES
 
 
 class BatchReader(CalibrationDataReader):
@@ -98,18 +101,20 @@ def conv_nodes(names: List[str], path: str) -> Dict[str, Tuple[str, str, np.ndar
     return found
 
 
-def weight_overrides(nodes: Dict[str, Tuple[str, str, np.ndarray]],
-                     scales: Dict[str, Tensor]) -> Dict[str, List[dict]]:
+def weight_overrides(nodes: Dict[str, Tuple[str, str, np.ndarray]], scales: Dict[str, Tensor],
+                     weight_range: str) -> Dict[str, List[dict]]:
     """onnxruntime's per-channel overrides that put given scales on the convs.
 
     Args:
         nodes (dict): :func:`conv_nodes` of the float32 ONNX file.
         scales (dict[str, Tensor]): Per-output-channel scales by module name.
+        weight_range (str): The grid's range, ``'full'`` or ``'reduced'``.
 
     Raises:
         ReparamError: A scale belongs to no conv, or a weight does not lie on
             the grid of its scales (they belong to other weights).
     """
+    levels = WEIGHT_RANGES[weight_range]
     unknown = sorted(set(scales) - set(nodes))
     if unknown:
         raise ReparamError(f'INT8 scales for {unknown[:3]} name no conv the model runs')
@@ -121,7 +126,7 @@ def weight_overrides(nodes: Dict[str, Tuple[str, str, np.ndarray]],
             raise ReparamError(f'{name}: {scale.shape[0]} INT8 scales for a weight of '
                                f'{weight.shape[0]} output channels')
         steps = weight.reshape(len(scale), -1) / scale[:, None]
-        if np.abs(steps).max() > INT8_MAX + 0.5 or np.abs(steps - np.round(steps)).max() > 1e-2:
+        if np.abs(steps).max() > levels + 0.5 or np.abs(steps - np.round(steps)).max() > 1e-2:
             raise ReparamError(f'{name}: the weights do not lie on the INT8 grid of their '
                                'scales (a checkpoint edited after export?)')
         overrides[tensor_name] = [dict(axis=0, scale=s, zero_point=np.int8(0)) for s in scale]
@@ -129,7 +134,8 @@ def weight_overrides(nodes: Dict[str, Tuple[str, str, np.ndarray]],
 
 
 def quantize_onnx_int8(source: str, target: str, reader: CalibrationDataReader,
-                       overrides: Optional[Dict[str, List[dict]]] = None) -> None:
+                       overrides: Optional[Dict[str, List[dict]]] = None,
+                       weight_range: str = 'full') -> None:
     """Write the static INT8 (QDQ) model of the ONNX file ``source`` to
     ``target``, atomically.
 
@@ -140,11 +146,13 @@ def quantize_onnx_int8(source: str, target: str, reader: CalibrationDataReader,
         overrides (dict, optional): Per-tensor weight overrides
             (:func:`weight_overrides`); their weight scales are kept as
             given (no bias-driven adjustment).
+        weight_range (str): ``'full'`` or ``'reduced'`` weight grids.
     """
     extra_options = dict(WeightSymmetric=True, TensorQuantOverrides=overrides or {},
                          QDQDisableWeightAdjustForInt32Bias=bool(overrides))
     with atomic_output(target) as temporary:
         quantize_static(source, temporary, reader, quant_format=QuantFormat.QDQ,
-                        per_channel=True, weight_type=QuantType.QInt8,
+                        per_channel=True, reduce_range=weight_range == 'reduced',
+                        weight_type=QuantType.QInt8,
                         activation_type=QuantType.QUInt8,
                         calibrate_method=CalibrationMethod.MinMax, extra_options=extra_options)

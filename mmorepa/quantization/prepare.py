@@ -1,42 +1,65 @@
 """Switching a model's re-param layers to training on their INT8 deploy grid."""
-from typing import Dict, List
+from typing import List, Optional, Union
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from ..layers import ReparamConv2d, conv_norm_pairs
-from .fake_quant import KernelQuantizer
+from .fake_quant import WEIGHT_RANGES, KernelQuantizer
 
-#: Where a deploy checkpoint's ``meta['mmorepa']`` keeps :func:`int8_weight_scales`.
-INT8_SCALES_KEY = 'int8_weight_scales'
+#: Where a deploy checkpoint's ``meta['mmorepa']`` keeps :func:`int8_weight_grid`.
+INT8_GRID_KEY = 'int8_weight_grid'
 
 
-def quantize_kernels(model: nn.Module, enabled: bool = True) -> List[str]:
+def weight_range_setting(value: Union[bool, str, None]) -> Optional[str]:
+    """The weight range a backbone's ``quantize_kernels`` argument asks for:
+    ``False`` / ``None`` none, ``True`` ``'full'``, or ``'full'`` / ``'reduced'``.
+
+    Raises:
+        ValueError: Any other value.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return 'full'
+    if value not in WEIGHT_RANGES:
+        raise ValueError(f'quantize_kernels must be one of (False, True, '
+                         f'{", ".join(map(repr, WEIGHT_RANGES))}), got {value!r}')
+    return value
+
+
+def quantize_kernels(model: nn.Module, weight_range: Optional[str] = 'full') -> List[str]:
     """Make every re-param layer of ``model`` convolve with its INT8 deploy kernel.
 
     Each layer gets a :class:`KernelQuantizer` with the BatchNorm registered
     directly after it (the pairs of :func:`mmorepa.layers.conv_norm_pairs`,
     as ResNet blocks, stems and mmcv's ``ConvModule`` register them), so it
     fake-quantizes the kernel the deployed conv will hold, norm folded in.
-    The float32 path is untouched when ``enabled`` is False. In place.
+    In place.
 
     Args:
         model (nn.Module): Any model holding re-param layers.
-        enabled (bool): Switch on (default) or off.
+        weight_range (str, optional): ``'full'`` (default) or ``'reduced'``
+            (:data:`WEIGHT_RANGES`); ``None`` switches back to the float32
+            path, unchanged.
 
     Returns:
         list[str]: Names of the layers switched.
 
     Raises:
         ValueError: A layer has no kernel during training (a DBB runs its
-            branches on the feature maps), or the model has no re-param layer.
+            branches on the feature maps), the model has no re-param layer,
+            or ``weight_range`` is unknown.
     """
+    if weight_range is not None and weight_range not in WEIGHT_RANGES:
+        raise ValueError(f'weight_range must be one of {tuple(WEIGHT_RANGES)} or None, '
+                         f'got {weight_range!r}')
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, ReparamConv2d)]
     if not layers:
         raise ValueError(f'{type(model).__name__} has no re-param layer to quantize')
     unsupported = [f'{name} ({type(m).__name__})' for name, m in layers
                    if not m.convolves_generated_kernel]
-    if enabled and unsupported:
+    if weight_range is not None and unsupported:
         raise ValueError(
             f'quantization-aware training needs layers that convolve with their generated '
             f'kernel; {", ".join(unsupported[:3])} run their branches on the feature maps, '
@@ -45,21 +68,28 @@ def quantize_kernels(model: nn.Module, enabled: bool = True) -> List[str]:
     following = {id(conv): norm for (_, conv), (_, norm) in conv_norm_pairs(model)
                  if isinstance(norm, nn.modules.batchnorm._BatchNorm)}
     for _, layer in layers:
-        layer.kernel_quantizer = KernelQuantizer(following.get(id(layer))) if enabled else None
+        layer.kernel_quantizer = None if weight_range is None else KernelQuantizer(
+            following.get(id(layer)), weight_range)
     return [name for name, _ in layers]
 
 
 @torch.no_grad()
-def int8_weight_scales(model: nn.Module) -> Dict[str, Tensor]:
-    """Per-output-channel INT8 scales of the deployed convs of the layers that
-    train on their deploy grid, by module name (empty when none does).
-
-    The squeezed model keeps these names, so the scales find their convs.
+def int8_weight_grid(model: nn.Module) -> Optional[dict]:
+    """The INT8 grid the deployed convs of the layers on it hold: ``range``
+    (``'full'`` / ``'reduced'``) and ``scales`` (per output channel, by module
+    name; the squeezed model keeps the names). ``None`` when no layer is on a
+    grid.
     """
-    scales = {}
+    scales, ranges = {}, set()
     for name, layer in model.named_modules():
         if isinstance(layer, ReparamConv2d) and layer.kernel_quantizer is not None:
             with torch.autocast(layer._device_type(), enabled=False):
                 kernel, _ = layer.squeezed_kernel()
             scales[name] = layer.kernel_quantizer.folded(kernel)[1].cpu()
-    return scales
+            ranges.add(layer.kernel_quantizer.weight_range)
+    if not scales:
+        return None
+    if len(ranges) > 1:
+        raise ValueError(f'the layers are on INT8 grids of different ranges {sorted(ranges)}; '
+                         'one model deploys with one')
+    return dict(range=ranges.pop(), scales=scales)

@@ -1,4 +1,4 @@
-"""INT8 of a classifier's deploy checkpoint, compared with its float32 self.
+"""INT8 of a deploy checkpoint, compared with its float32 self.
 
 The one path of ``tools/quantize.py`` and the demo table: the squeezed model
 is exported to ONNX (batch size open), onnxruntime quantizes it statically on
@@ -25,7 +25,9 @@ from ..engine.trained_model import SQUEEZED, load_trained_model
 from .evaluation import agreement, latency_rounds, ratio_spread, sqnr_db
 from .onnx_int8 import (BatchReader, conv_nodes, executed_conv_names, quantize_onnx_int8,
                         weight_overrides)
-from .prepare import INT8_SCALES_KEY
+from .fake_quant import WEIGHT_RANGES
+from .prepare import INT8_GRID_KEY
+from .tasks import dynamic_size, predictions, task_of
 
 CALIBRATION_SPLITS = ('train', 'val', 'test')
 
@@ -69,26 +71,14 @@ def _calibration_batches(model, cfg: Config, split: str, limit: int) -> list:
     return batches
 
 
-def _set_predictions(samples, logits: np.ndarray):
-    scores = torch.from_numpy(logits).float().softmax(dim=1)
-    for sample, score in zip(copy.deepcopy(samples), scores):
-        yield sample.set_pred_score(score).set_pred_label(score.argmax().unsqueeze(0))
-
-
-def _check_classifier(model) -> None:
-    from mmpretrain.models import ImageClassifier
-    if not isinstance(model, ImageClassifier):
-        raise ReparamError(f'INT8 evaluation covers classifiers (mmpretrain ImageClassifier); '
-                           f'the config builds {type(model).__name__}: export its backbone '
-                           'with tools/export_onnx.py --backbone-only and quantize that')
-
-
-def quantize_classifier(cfg: Config, checkpoint: str, out: str, calib_batches: int = 8,
+def quantize_checkpoint(cfg: Config, checkpoint: str, out: str, calib_batches: int = 8,
                         calib_split: str = 'train', test_batches: Optional[int] = None,
-                        rounds: int = 5, repeats: int = 20,
+                        rounds: int = 5, repeats: int = 20, weight_range: Optional[str] = None,
                         log: Callable[[str], None] = print) -> Dict[str, object]:
-    """Quantize a classifier's deploy checkpoint to INT8 ONNX and compare it
-    with the float32 ONNX of the same checkpoint.
+    """Quantize a deploy checkpoint to INT8 ONNX and compare it with the
+    float32 ONNX of the same checkpoint, on the config's test data with the
+    config's evaluator (classifiers, segmentors, one-stage detectors:
+    :func:`.tasks.task_of`).
 
     Writes ``out`` (INT8, QDQ) and :func:`float_onnx_path` of it, atomically
     and only when everything before succeeded.
@@ -105,6 +95,9 @@ def quantize_classifier(cfg: Config, checkpoint: str, out: str, calib_batches: i
         test_batches (int, optional): Batches of the test data compared;
             default all.
         rounds (int): Latency rounds. repeats (int): Calls per round.
+        weight_range (str, optional): ``'full'`` or ``'reduced'`` weight grids
+            (:data:`.fake_quant.WEIGHT_RANGES`); default: the checkpoint's
+            grid, else ``'full'``.
         log (Callable[[str], None]): Progress lines.
 
     Returns:
@@ -112,11 +105,11 @@ def quantize_classifier(cfg: Config, checkpoint: str, out: str, calib_batches: i
         ``agreement``, ``calibration_sqnr_db`` (on the calibration batches),
         ``latency_s`` (fp32 / int8 per round, batch 1), ``latency_ratio``
         (int8 / fp32: median, min, max), ``weights`` (``'checkpoint scales'``
-        or ``'calibrated'``).
+        or ``'calibrated'``), ``weight_range``.
 
     Raises:
-        ReparamError: A train-form checkpoint, a model that is no classifier,
-            no calibration data, or a failed export or quantization.
+        ReparamError: A train-form checkpoint, a model of another task, no
+            calibration data, or a failed export or quantization.
     """
     if calib_split not in CALIBRATION_SPLITS:
         raise ReparamError(f'calib_split must be one of {CALIBRATION_SPLITS}, got {calib_split!r}')
@@ -130,9 +123,17 @@ def quantize_classifier(cfg: Config, checkpoint: str, out: str, calib_batches: i
                            'deploy checkpoint (written by DeployCheckpointHook or '
                            'tools/reparameterize.py)')
     model = loaded.model
-    _check_classifier(model)
+    task = task_of(model)
     meta = (loaded.checkpoint.get('meta') or {}).get('mmorepa') or {}
-    scales = meta.get(INT8_SCALES_KEY) or {}
+    grid = meta.get(INT8_GRID_KEY) or dict(range=weight_range or 'full', scales={})
+    weight_range = weight_range or grid['range']
+    if weight_range not in WEIGHT_RANGES:
+        raise ReparamError(f'weight_range must be one of {tuple(WEIGHT_RANGES)}, '
+                           f'got {weight_range!r}')
+    if weight_range != grid['range']:
+        raise ReparamError(f'{checkpoint} was trained on the {grid["range"]!r} INT8 grid; '
+                           f'weight_range {weight_range!r} would quantize its weights again')
+    scales = grid['scales']
     with DefaultScope.overwrite_default_scope(loaded.cfg.get('default_scope')):
         calibration = _calibration_batches(model, loaded.cfg, calib_split, calib_batches)
         test_loader = Runner.build_dataloader(loaded.cfg.test_dataloader)
@@ -142,49 +143,63 @@ def quantize_classifier(cfg: Config, checkpoint: str, out: str, calib_batches: i
     with tempfile.TemporaryDirectory() as work:
         fp32_path, int8_path = os.path.join(work, 'fp32.onnx'), os.path.join(work, 'int8.onnx')
         log(f'exporting the deploy model to ONNX ({loaded.form} checkpoint {checkpoint})')
-        export_onnx(model, first, fp32_path, dynamic_batch=True)
+        export_onnx(model, first, fp32_path, dynamic_batch=True,
+                    dynamic_size=dynamic_size(task))
         overrides = None
         if scales:
             nodes = conv_nodes(executed_conv_names(model, export_target(model, False), first),
                                fp32_path)
-            overrides = weight_overrides(nodes, scales)
+            overrides = weight_overrides(nodes, scales, weight_range)
             log(f'weights: the INT8 grid the run trained on ({len(overrides)} convs); '
                 f'{len(nodes) - len(overrides)} other conv(s) calibrated')
         quantize_onnx_int8(fp32_path, int8_path,
                            BatchReader((inputs for inputs, _ in calibration), len(calibration),
-                                       log), overrides)
+                                       log), overrides, weight_range)
         sessions = {'fp32': onnxruntime_session(fp32_path),
                     'int8': onnxruntime_session(int8_path)}
-        report = _compare(sessions, evaluators, test_loader, model, calibration, test_batches,
-                          log)
+        report = _compare(sessions, evaluators, test_loader, task, model, calibration,
+                          test_batches, log)
         log(f'timing batch-1 inference: {rounds} rounds of {repeats} calls')
         feed = {'input': calibration[0][0][:1]}
         times = latency_rounds({kind: (lambda s=s: s.run(None, feed))
                                 for kind, s in sessions.items()}, rounds, repeats)
         report.update(latency_s=times, latency_ratio=ratio_spread(times['int8'], times['fp32']),
-                      weights='checkpoint scales' if scales else 'calibrated')
+                      weights='checkpoint scales' if scales else 'calibrated',
+                      weight_range=weight_range)
         for source, target in ((fp32_path, float_onnx_path(out)), (int8_path, out)):
             with atomic_output(target, source=checkpoint) as temporary:
                 shutil.copyfile(source, temporary)
     return report
 
 
-def _compare(sessions, evaluators, test_loader, model, calibration, test_batches,
+def _compare(sessions, evaluators, test_loader, task, model, calibration, test_batches,
              log) -> Dict[str, object]:
     evaluators['fp32'].dataset_meta = evaluators['int8'].dataset_meta = \
         test_loader.dataset.metainfo
-    logits: Dict[str, List[np.ndarray]] = {'fp32': [], 'int8': []}
+    outputs_of: Dict[str, List[List[np.ndarray]]] = {'fp32': [], 'int8': []}
     total = len(test_loader) if test_batches is None else min(test_batches, len(test_loader))
     for index, (inputs, samples) in enumerate(_batches(model, test_loader, test_batches)):
         for kind, session in sessions.items():
-            outputs = session.run(None, {'input': inputs})[0]
-            logits[kind].append(outputs)
-            evaluators[kind].process(list(_set_predictions(samples, outputs)))
+            outputs = session.run(None, {'input': inputs})
+            outputs_of[kind].append(outputs)
+            evaluators[kind].process(predictions(task, model, outputs, samples))
         log(f'comparing on the test data: batch {index + 1}/{total}')
-    fp32, int8 = (np.concatenate(logits[kind]) for kind in ('fp32', 'int8'))
-    calibrated = [(sessions['fp32'].run(None, {'input': inputs})[0],
-                   sessions['int8'].run(None, {'input': inputs})[0]) for inputs, _ in calibration]
-    calibration_sqnr = sqnr_db(*(np.concatenate(part) for part in zip(*calibrated)))
-    return dict(metrics={kind: evaluators[kind].evaluate(len(fp32)) for kind in ('fp32', 'int8')},
-                sqnr_db=sqnr_db(fp32, int8), agreement=agreement(fp32, int8),
-                calibration_sqnr_db=calibration_sqnr)
+    calibrated = {kind: [session.run(None, {'input': inputs}) for inputs, _ in calibration]
+                  for kind, session in sessions.items()}
+    images = sum(len(outputs[0]) for outputs in outputs_of['fp32'])
+    return dict(metrics={kind: evaluators[kind].evaluate(images) for kind in ('fp32', 'int8')},
+                sqnr_db=sqnr_db(_flat(outputs_of['fp32']), _flat(outputs_of['int8'])),
+                agreement=agreement(_first(outputs_of['fp32']), _first(outputs_of['int8'])),
+                calibration_sqnr_db=sqnr_db(_flat(calibrated['fp32']), _flat(calibrated['int8'])))
+
+
+def _flat(batches) -> np.ndarray:
+    """Every output value of every batch, as one vector."""
+    return np.concatenate([np.ravel(output) for outputs in batches for output in outputs])
+
+
+def _first(batches) -> np.ndarray:
+    """The first output of every batch with the class axis last, one row per
+    location (an image, a pixel, an anchor position)."""
+    return np.concatenate([np.moveaxis(outputs[0], 1, -1).reshape(-1, outputs[0].shape[1])
+                           for outputs in batches])
