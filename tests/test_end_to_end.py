@@ -17,11 +17,16 @@ from helpers import assert_close_to_scale
 from mmorepa.engine import read_checkpoint
 from mmorepa.engine.configs import stock_backbone_config
 from mmorepa.layers import ReparamConv2d
+from mmorepa.quantization.ptq import quantize_checkpoint
 from record_outputs_hook import fixed_input
 from tools import test as test_tool
 
 # Relative tolerance of predictions, float32: squeezed vs unsqueezed sums.
 TOLERANCE = 1e-4
+# Families whose deploy checkpoint also goes to INT8 (tools/quantize.py's
+# path), one per task: the library's metric keys come back for float32 and
+# INT8, and the float32 ONNX model scores what the deploy model scores.
+INT8_FAMILIES = ('classification', 'retinanet', 'deeplabv3plus')
 # Relative tolerance (max error / max output) of the backbone started from
 # stock weights vs the stock backbone, float32: 1e-5, or what the stock network
 # itself moves when its conv weights move by a relative 5e-7 (about four
@@ -139,3 +144,13 @@ def test_family_trains_exports_and_deploys(family, tmp_path):
         assert test_tool.main([os.path.join(cfg.work_dir, 'deploy_config.py'),
                                deploy_cfg.load_from, '--work-dir',
                                str(tmp_path / 'tool')]) == deploy_metrics
+    if family in INT8_FAMILIES:
+        report = quantize_checkpoint(deploy_cfg, deploy_cfg.load_from,
+                                     str(tmp_path / 'int8.onnx'), calib_batches=1, rounds=1,
+                                     repeats=1, log=lambda line: None)
+        print(f'{family}: INT8 {report["metrics"]}, SQNR {report["sqnr_db"]:.1f} dB')
+        for kind in ('fp32', 'int8'):
+            assert report['metrics'][kind].keys() == deploy_metrics.keys()
+        for key, value in deploy_metrics.items():
+            assert report['metrics']['fp32'][key] == pytest.approx(value, abs=1e-3), key
+        assert report['calibration_sqnr_db'] >= 10

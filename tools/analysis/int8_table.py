@@ -39,13 +39,16 @@ from tools.analysis.demo_training import (add_demo_training_arguments,  # noqa: 
 from tools.analysis.figures import plot_weight_ranges  # noqa: E402
 from tools.analysis.json_output import write_json  # noqa: E402
 
-# name: (config, whether its layers can train on their INT8 deploy grid)
+# name: (config, whether its layers can train on their INT8 deploy grid, options).
+# The RepVGG config builds mmpretrain's RepVGG; OREPARepVGG(reparam='repvgg') is
+# that network (same modules and keys) with the export path, so it squeezes.
 MODELS = OrderedDict([
-    ('ResNet-18', ('configs/imagenet/resnet18_8xb32-120e_in1k.py', False)),
-    ('OREPA-ResNet-18', ('configs/imagenet/orepa-resnet18_8xb32-120e_in1k.py', True)),
-    ('DBB-ResNet-18', ('configs/imagenet/dbb-resnet18_8xb32-120e_in1k.py', False)),
-    ('RepVGG-A0', ('configs/imagenet/repvgg-A0_8xb32-120e_in1k.py', False)),
-    ('OREPA-VGG-A0', ('configs/imagenet/orepa-vgg-A0_8xb32-120e_in1k.py', False)),
+    ('ResNet-18', ('configs/imagenet/resnet18_8xb32-120e_in1k.py', False, {})),
+    ('OREPA-ResNet-18', ('configs/imagenet/orepa-resnet18_8xb32-120e_in1k.py', True, {})),
+    ('DBB-ResNet-18', ('configs/imagenet/dbb-resnet18_8xb32-120e_in1k.py', False, {})),
+    ('RepVGG-A0', ('configs/imagenet/repvgg-A0_8xb32-120e_in1k.py', False,
+                   {'model.backbone.type': 'OREPARepVGG', 'model.backbone.reparam': 'repvgg'})),
+    ('OREPA-VGG-A0', ('configs/imagenet/orepa-vgg-A0_8xb32-120e_in1k.py', False, {})),
 ])
 TOP1 = 'accuracy/top1'
 
@@ -83,7 +86,7 @@ def conv_weights(path: str):
 def trained_deploy(args, data_root: str, name: str, qat_range: Optional[str]):
     """Train (or reuse) one run and squeeze it; its config and deploy checkpoint."""
     work_dir = os.path.join(args.out, name, f'qat-{qat_range}' if qat_range else 'float')
-    options = dict(args.cfg_options or {})
+    options = dict(MODELS[name][2], **(args.cfg_options or {}))
     if qat_range:
         options['model.backbone.quantize_kernels'] = qat_range
     cfg = demo_training_config(repo_path(MODELS[name][0]), data_root, work_dir, args.epochs,
