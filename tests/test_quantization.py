@@ -5,8 +5,11 @@ INT8 ONNX model dequantizes are compared bit for bit; a layer on its grid
 followed by its norm equals, in eval mode, the deployed conv holding the
 INT8 kernel to 1e-5 relative (float32); the INT8 model of a tiny run agrees
 with its float32 (fake-quantized) model at an output SQNR of at least 20 dB
-on the calibration data (measured: about 30 dB).
+on the calibration data and the same class for at least 75 % of the test
+images (measured on this project's CPU: 27.8 dB and 94 %; post-training
+INT8 of the same weights 26.4 dB).
 """
+import json
 import os
 
 import numpy as np
@@ -206,6 +209,8 @@ def check_qat_run_goes_to_int8_on_its_grid(cfg, tmp_path):
     out = str(tmp_path / 'int8.onnx')
     report = quantize_checkpoint(cfg, deploy, out, calib_batches=2, rounds=1, repeats=1,
                                  log=lambda line: None)
+    print(f'QAT run to INT8: calibration SQNR {report["calibration_sqnr_db"]:.1f} dB, '
+          f'test SQNR {report["sqnr_db"]:.1f} dB, agreement {report["agreement"]:.2f}')
     assert report['weights'] == 'checkpoint scales'
     assert report['calibration_sqnr_db'] >= 20 and report['agreement'] >= 0.75
     # The float32 ONNX file is the averaged model on its grid, as it trained.
@@ -240,9 +245,11 @@ def check_post_training_int8_and_bad_input(cfg, config, tmp_path):
     assert quantize_tool.main([config, export.checkpoint, out, '--calib-batches', '2',
                                '--rounds', '1', '--repeats', '1',
                                '--json', str(tmp_path / 'ptq.json')]) == 0
-    report = quantize_checkpoint(float_cfg, export.checkpoint, out, calib_batches=2, rounds=1,
-                                 repeats=1, log=lambda line: None)
+    with open(tmp_path / 'ptq.json') as file:
+        report = json.load(file)
+    print(f'post-training INT8: calibration SQNR {report["calibration_sqnr_db"]:.1f} dB')
     assert report['weights'] == 'calibrated' and report['calibration_sqnr_db'] >= 20
+    assert os.path.exists(out) and os.path.exists(float_onnx_path(out))
     # A train-form checkpoint, no calibration data: an error, nothing written.
     bad = str(tmp_path / 'bad.onnx')
     with pytest.raises(ReparamError, match='train form checkpoint'):
