@@ -1,4 +1,5 @@
-"""Imports go down the layers only: kernels <- layers <- backbones <- engine <- tools.
+"""Imports go down the layers only: kernels <- layers <- backbones <- engine <- quantization
+<- tools.
 
 ``utils`` is below everything; the package's ``__init__`` and ``version`` sit on
 top, and nothing in the package imports ``tools``. Read from the source (ast),
@@ -8,7 +9,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / 'mmorepa'
-LAYERS = ['utils', 'kernels', 'layers', 'backbones', 'engine', 'benchmark']
+LAYERS = ['utils', 'kernels', 'layers', 'backbones', 'engine', 'quantization', 'benchmark']
 
 
 def layer_of(module: str) -> int:

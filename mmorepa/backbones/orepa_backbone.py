@@ -7,8 +7,7 @@ from mmengine.model.weight_init import PretrainedInit
 from mmengine.registry import MODELS
 from torch import nn
 
-from .. import quantization
-from ..layers import CONV_KINDS, unsqueeze
+from ..layers import CONV_KINDS, int8_training, unsqueeze
 
 
 def _is_pretrained(init_cfg: dict) -> bool:
@@ -72,5 +71,6 @@ def build_orepa_backbone(backbone: dict,
             model._is_init = False
     model = unsqueeze(model, reparam, inplace=True, convs=convs, exclude=exclude, **layer_cfg)
     if quantize_kernels:
-        quantization.quantize_kernels(model, quantization.weight_range_setting(quantize_kernels))
+        int8_training.quantize_kernels(model,
+                                       int8_training.weight_range_setting(quantize_kernels))
     return model

@@ -4,8 +4,7 @@ from typing import Tuple, Union
 
 from mmengine.model.weight_init import PretrainedInit
 
-from ..layers import ReparamConv2d, Squeezable
-from ..quantization import quantize_kernels, weight_range_setting
+from ..layers import ReparamConv2d, Squeezable, quantize_kernels, weight_range_setting
 from .stock_weights import load_pretrained
 
 
@@ -64,7 +63,7 @@ class ReparamBackbone(Squeezable):
 
     def quantize_kernels(self, setting: Union[bool, str] = True) -> None:
         """Convolve with the INT8 deploy kernel of every layer, norm folded in
-        (:func:`mmorepa.quantization.quantize_kernels`): ``True`` / ``'full'``
+        (:func:`mmorepa.layers.quantize_kernels`): ``True`` / ``'full'``
         or ``'reduced'`` weight range; ``False`` is float32 again."""
         quantize_kernels(self, weight_range_setting(setting))
 

@@ -8,8 +8,8 @@ from .cli import tool_main
 from .configs import (backbone_class, build_model, deploy_config, is_reparam_config,
                       weights_only_config)
 from .cpu_amp import CPUAmpOptimWrapper
-from .deploy import (DEPLOY_CONFIG_NAME, DEPLOY_SUFFIX, DeployExport, export_deploy,
-                     relative_difference, squeezed_state_dict)
+from .deploy import (DEPLOY_CONFIG_NAME, DEPLOY_SUFFIX, INT8_GRID_KEY, DeployExport,
+                     export_deploy, relative_difference, squeezed_state_dict)
 from .distributed import setup_cpu_distributed
 from .errors import ReparamError
 from .hooks import DeployCheckpointHook
@@ -20,7 +20,7 @@ __all__ = [
     'atomic_output', 'is_same_file', 'read_checkpoint', 'save_atomic',
     'allow_openmmlab_checkpoints', 'tool_main', 'CPUAmpOptimWrapper', 'backbone_class',
     'build_model', 'deploy_config', 'is_reparam_config', 'weights_only_config',
-    'DEPLOY_CONFIG_NAME', 'DEPLOY_SUFFIX', 'DeployExport', 'export_deploy',
+    'DEPLOY_CONFIG_NAME', 'DEPLOY_SUFFIX', 'INT8_GRID_KEY', 'DeployExport', 'export_deploy',
     'relative_difference', 'squeezed_state_dict', 'setup_cpu_distributed', 'ReparamError',
     'DeployCheckpointHook', 'convert_published_state_dict', 'SQUEEZED', 'TRAIN_FORM',
     'TrainedModel', 'load_trained_model'

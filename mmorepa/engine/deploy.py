@@ -13,8 +13,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from ..layers import reparameterize
-from ..quantization import INT8_GRID_KEY, int8_weight_grid
+from ..layers import int8_weight_grid, reparameterize
 from .checkpoint_io import atomic_output, save_atomic
 from .configs import deploy_config
 from .errors import ReparamError
@@ -23,6 +22,9 @@ from .trained_model import SQUEEZED, TrainedModel, load_trained_model
 # Names of what an export writes: beside the checkpoint, and in a config folder.
 DEPLOY_SUFFIX = '_deploy.pth'
 DEPLOY_CONFIG_NAME = 'deploy_config.py'
+#: Where a deploy checkpoint's ``meta['mmorepa']`` keeps the INT8 grid of a run
+#: trained on it (:func:`mmorepa.layers.int8_weight_grid`).
+INT8_GRID_KEY = 'int8_weight_grid'
 
 
 def squeezed_state_dict(model: nn.Module) -> Dict[str, torch.Tensor]:

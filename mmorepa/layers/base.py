@@ -80,7 +80,7 @@ class ReparamConv2d(Squeezable, nn.Module):
     #: Whether the forward pass convolves with :meth:`squeezed_kernel` (a DBB
     #: runs its branches on the feature maps instead).
     convolves_generated_kernel = True
-    #: Set by :func:`mmorepa.quantization.quantize_kernels`: the forward pass
+    #: Set by :func:`mmorepa.layers.quantize_kernels`: the forward pass
     #: and :meth:`squeeze` then use the INT8 deploy grid of the kernel.
     kernel_quantizer = None
 

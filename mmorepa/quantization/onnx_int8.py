@@ -4,7 +4,7 @@ onnxruntime's static quantization in QDQ format: per-output-channel symmetric
 INT8 weights, unsigned 8-bit activations calibrated by min / max over the
 given batches (the combination its CPU kernels run as integer convolutions).
 On x86 CPUs without VNNI the weights need the reduced range
-(``reduce_range``, :data:`.fake_quant.WEIGHT_RANGES`) or the integer
+(``reduce_range``, :data:`mmorepa.layers.WEIGHT_RANGES`) or the integer
 convolutions saturate. For a run that trained on its INT8 grid the weight
 scales are handed in
 (``TensorQuantOverrides``), so the INT8 kernels are the ones training used
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..engine.checkpoint_io import atomic_output
 from ..engine.errors import ReparamError
-from .fake_quant import WEIGHT_RANGES
+from ..layers import WEIGHT_RANGES
 
 
 class BatchReader(CalibrationDataReader):

@@ -19,14 +19,14 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from ..engine.checkpoint_io import atomic_output
+from ..engine.deploy import INT8_GRID_KEY
 from ..engine.errors import ReparamError
 from ..engine.onnx_export import export_onnx, export_target, onnxruntime_session
 from ..engine.trained_model import SQUEEZED, load_trained_model
+from ..layers import WEIGHT_RANGES
 from .evaluation import agreement, latency_rounds, ratio_spread, sqnr_db
 from .onnx_int8 import (BatchReader, conv_nodes, executed_conv_names, quantize_onnx_int8,
                         weight_overrides)
-from .fake_quant import WEIGHT_RANGES
-from .prepare import INT8_GRID_KEY
 from .tasks import dynamic_size, predictions, task_of
 
 CALIBRATION_SPLITS = ('train', 'val', 'test')
@@ -96,7 +96,7 @@ def quantize_checkpoint(cfg: Config, checkpoint: str, out: str, calib_batches: i
             default all.
         rounds (int): Latency rounds. repeats (int): Calls per round.
         weight_range (str, optional): ``'full'`` or ``'reduced'`` weight grids
-            (:data:`.fake_quant.WEIGHT_RANGES`); default: the checkpoint's
+            (:data:`mmorepa.layers.WEIGHT_RANGES`); default: the checkpoint's
             grid, else ``'full'``.
         log (Callable[[str], None]): Progress lines.
 

@@ -11,7 +11,7 @@ from typing import Dict
 import numpy as np
 
 from .evaluation import sqnr_db
-from .fake_quant import INT8_MAX
+from ..layers.int8_grid import INT8_MAX
 
 
 def channel_stats(weight: np.ndarray) -> Dict[str, float]:

@@ -4,11 +4,9 @@ from typing import List, Optional, Union
 import torch
 from torch import nn
 
-from ..layers import ReparamConv2d, conv_norm_pairs
-from .fake_quant import WEIGHT_RANGES, KernelQuantizer
-
-#: Where a deploy checkpoint's ``meta['mmorepa']`` keeps :func:`int8_weight_grid`.
-INT8_GRID_KEY = 'int8_weight_grid'
+from .base import ReparamConv2d
+from .int8_grid import WEIGHT_RANGES, KernelQuantizer
+from .squeeze import conv_norm_pairs
 
 
 def weight_range_setting(value: Union[bool, str, None]) -> Optional[str]:
