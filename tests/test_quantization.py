@@ -34,6 +34,7 @@ from mmorepa.quantization import (INT8_GRID_KEY, INT8_MAX, WEIGHT_RANGES, int8_w
 from mmorepa.quantization.onnx_int8 import (BatchReader, conv_nodes, executed_conv_names,
                                             quantize_onnx_int8, weight_overrides)
 from mmorepa.quantization.ptq import float_onnx_path, quantize_checkpoint
+from mmorepa.quantization.tasks import task_of
 from tools import quantize as quantize_tool
 from tools.train import build_config, parse_args
 
@@ -161,6 +162,14 @@ def test_layers_without_a_training_kernel_are_refused():
     with pytest.raises(ValueError, match=r"quantize_kernels must be one of \(False, True, "
                        r"'full', 'reduced'\), got 'int4'"):
         OREPAResNet(18, quantize_kernels='int4')
+
+
+def test_models_without_an_evaluated_tensor_forward_are_refused():
+    from mmdet.models.detectors import FasterRCNN
+    two_stage = FasterRCNN.__new__(FasterRCNN)  # the type decides; nothing is built
+    for model in (two_stage, nn.Sequential()):
+        with pytest.raises(ReparamError, match=f'builds {type(model).__name__}'):
+            task_of(model)
 
 
 def train_qat_run(root):
