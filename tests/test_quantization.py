@@ -263,9 +263,14 @@ def check_post_training_int8_and_bad_input(cfg, config, tmp_path):
     bad = str(tmp_path / 'bad.onnx')
     with pytest.raises(ReparamError, match='train form checkpoint'):
         quantize_checkpoint(cfg, trained, bad)
+    deploy = os.path.join(cfg.work_dir, 'epoch_1_deploy.pth')
     with pytest.raises(ReparamError, match="trained on the 'full' INT8 grid"):
-        quantize_checkpoint(cfg, os.path.join(cfg.work_dir, 'epoch_1_deploy.pth'), bad,
-                            weight_range='reduced')
+        quantize_checkpoint(cfg, deploy, bad, weight_range='reduced')
+    edited = read_checkpoint(deploy)
+    edited['meta']['mmorepa'][INT8_GRID_KEY]['range'] = 'int4'
+    torch.save(edited, str(tmp_path / 'edited.pth'))
+    with pytest.raises(ReparamError, match='must hold a range in'):
+        quantize_checkpoint(cfg, str(tmp_path / 'edited.pth'), bad)
     empty = Config.fromfile(config)
     empty.train_dataloader.dataset.indices = []
     with pytest.raises(ReparamError, match='no calibration data'):

@@ -71,6 +71,23 @@ def _calibration_batches(model, cfg: Config, split: str, limit: int) -> list:
     return batches
 
 
+def _trained_grid(loaded: dict, checkpoint: str) -> Optional[dict]:
+    """The INT8 grid a deploy checkpoint carries (a run trained on it), checked:
+    checkpoints are untrusted input."""
+    grid = ((loaded.get('meta') or {}).get('mmorepa') or {}).get(INT8_GRID_KEY)
+    if grid is None:
+        return None
+    valid = (isinstance(grid, dict) and grid.get('range') in WEIGHT_RANGES
+             and isinstance(grid.get('scales'), dict)
+             and all(isinstance(s, torch.Tensor) and s.dim() == 1
+                     for s in grid['scales'].values()))
+    if not valid:
+        raise ReparamError(f"{checkpoint}: meta['mmorepa'][{INT8_GRID_KEY!r}] must hold a range "
+                           f'in {tuple(WEIGHT_RANGES)} and per-channel scale vectors by conv '
+                           'name')
+    return grid
+
+
 def quantize_checkpoint(cfg: Config, checkpoint: str, out: str, calib_batches: int = 8,
                         calib_split: str = 'train', test_batches: Optional[int] = None,
                         rounds: int = 5, repeats: int = 20, weight_range: Optional[str] = None,
@@ -124,16 +141,15 @@ def quantize_checkpoint(cfg: Config, checkpoint: str, out: str, calib_batches: i
                            'tools/reparameterize.py)')
     model = loaded.model
     task = task_of(model)
-    meta = (loaded.checkpoint.get('meta') or {}).get('mmorepa') or {}
-    grid = meta.get(INT8_GRID_KEY) or dict(range=weight_range or 'full', scales={})
-    weight_range = weight_range or grid['range']
+    grid = _trained_grid(loaded.checkpoint, checkpoint)
+    weight_range = weight_range or (grid['range'] if grid else 'full')
     if weight_range not in WEIGHT_RANGES:
         raise ReparamError(f'weight_range must be one of {tuple(WEIGHT_RANGES)}, '
                            f'got {weight_range!r}')
-    if weight_range != grid['range']:
+    if grid and weight_range != grid['range']:
         raise ReparamError(f'{checkpoint} was trained on the {grid["range"]!r} INT8 grid; '
                            f'weight_range {weight_range!r} would quantize its weights again')
-    scales = grid['scales']
+    scales = grid['scales'] if grid else {}
     with DefaultScope.overwrite_default_scope(loaded.cfg.get('default_scope')):
         calibration = _calibration_batches(model, loaded.cfg, calib_split, calib_batches)
         test_loader = Runner.build_dataloader(loaded.cfg.test_dataloader)
