@@ -30,16 +30,9 @@ from mmengine.config import DictAction
 import mmorepa  # noqa: F401  (registers the plugin, allows OpenMMLab checkpoints)
 from mmorepa.engine import is_same_file, tool_main
 from mmorepa.engine.checkpoint_io import atomic_output
-from mmorepa.engine.cli import load_config
+from mmorepa.engine.cli import load_config, positive_int
 from mmorepa.quantization import WEIGHT_RANGES
 from mmorepa.quantization.ptq import CALIBRATION_SPLITS, float_onnx_path, quantize_checkpoint
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f'must be a positive int, got {text}')
-    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -29,6 +29,17 @@ def tool_main(run: Callable[[Optional[List[str]]], Optional[int]]) -> Callable[.
     return main
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a positive int, else an error naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f'must be a positive int, got {text}')
+    return value
+
+
 def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     """``--shape H W``, ``--tolerance`` and ``--cfg-options``: what the tools that
     check an export against the trained model share."""

@@ -15,6 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+from mmorepa.engine.cli import positive_int
 from tools.demo import demo_config, write_digits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -31,7 +32,7 @@ def add_demo_training_arguments(parser: argparse.ArgumentParser, out: str,
         out (str): Default output folder.
         when (str): Prefix of the help texts, e.g. ``'with --compare-scalings: '``.
     """
-    parser.add_argument('--epochs', type=int, default=3,
+    parser.add_argument('--epochs', type=positive_int, default=3,
                         help=f'{when}training epochs (default: 3)')
     parser.add_argument('--data-root', help=f'{when}folder of the demo digits (default: '
                         'OUT/digits; written when missing)')

@@ -30,6 +30,7 @@ if ROOT not in sys.path:
 
 import mmorepa  # noqa: F401,E402  (registers the plugin)
 from mmorepa.engine import export_deploy, is_reparam_config, tool_main  # noqa: E402
+from mmorepa.engine.cli import positive_int  # noqa: E402
 from mmorepa.quantization import WEIGHT_RANGES  # noqa: E402
 from mmorepa.quantization.ptq import float_onnx_path, quantize_checkpoint  # noqa: E402
 from mmorepa.quantization.weight_ranges import channel_stats  # noqa: E402
@@ -59,18 +60,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--weight-ranges', nargs='+', choices=tuple(WEIGHT_RANGES),
                         default=list(WEIGHT_RANGES),
                         help='INT8 weight grids to quantize to (default: both)')
-    parser.add_argument('--calib-batches', type=int, default=8,
+    parser.add_argument('--calib-batches', type=positive_int, default=8,
                         help='calibration batches of the training data (default: 8)')
-    parser.add_argument('--rounds', type=int, default=5, help='latency rounds (default: 5)')
-    parser.add_argument('--repeats', type=int, default=20,
+    parser.add_argument('--rounds', type=positive_int, default=5,
+                        help='latency rounds (default: 5)')
+    parser.add_argument('--repeats', type=positive_int, default=20,
                         help='calls per latency round (default: 20)')
     add_demo_training_arguments(parser, 'work_dirs/int8_table')
-    args = parser.parse_args(argv)
-    for name in ('calib_batches', 'rounds', 'repeats', 'epochs'):
-        if getattr(args, name) <= 0:
-            parser.error(f'--{name.replace("_", "-")} must be positive, got '
-                         f'{getattr(args, name)}')
-    return args
+    return parser.parse_args(argv)
 
 
 def conv_weights(path: str):
