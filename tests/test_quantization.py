@@ -164,6 +164,24 @@ def test_layers_without_a_training_kernel_are_refused():
         OREPAResNet(18, quantize_kernels='int4')
 
 
+def test_norms_replaced_after_the_switch_are_folded_or_refused():
+    from mmengine.model import convert_sync_batchnorm
+    # A Runner converts to SyncBN after building; training pairs the new norms.
+    backbone = convert_sync_batchnorm(OREPAResNet(18, quantize_kernels='reduced')).train()
+    modules = {id(m) for m in backbone.modules()}
+    quantizers = [m.kernel_quantizer for m in backbone.modules()
+                  if isinstance(m, ReparamConv2d)]
+    assert len(quantizers) == 17
+    assert all(isinstance(q.norm, nn.SyncBatchNorm) and id(q.norm) in modules
+               and q.weight_range == 'reduced' for q in quantizers)
+    # Any other model: the export refuses a stale pairing by name.
+    model = conv_then_norm(8, 16, 3, 1, 1, False)
+    quantize_kernels(model)
+    model[1] = nn.BatchNorm2d(16)
+    with pytest.raises(ValueError, match="the norm layer '0' folds is no longer in the model"):
+        int8_weight_grid(model)
+
+
 def test_models_without_an_evaluated_tensor_forward_are_refused():
     from mmdet.models.detectors import FasterRCNN
     two_stage = FasterRCNN.__new__(FasterRCNN)  # the type decides; nothing is built

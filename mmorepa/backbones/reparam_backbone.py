@@ -65,7 +65,15 @@ class ReparamBackbone(Squeezable):
         """Convolve with the INT8 deploy kernel of every layer, norm folded in
         (:func:`mmorepa.layers.quantize_kernels`): ``True`` / ``'full'``
         or ``'reduced'`` weight range; ``False`` is float32 again."""
-        quantize_kernels(self, weight_range_setting(setting))
+        self._int8_weight_range = weight_range_setting(setting)
+        quantize_kernels(self, self._int8_weight_range)
+
+    def train(self, mode: bool = True):
+        # Norms replaced after building (a Runner's SyncBN conversion) are the
+        # ones the layers fold: pair them again whenever training (re)starts.
+        if getattr(self, '_int8_weight_range', None):
+            quantize_kernels(self, self._int8_weight_range)
+        return super().train(mode)
 
     def squeeze(self) -> 'ReparamBackbone':
         self.switch_to_deploy()

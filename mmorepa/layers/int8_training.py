@@ -77,10 +77,20 @@ def int8_weight_grid(model: nn.Module) -> Optional[dict]:
     (``'full'`` / ``'reduced'``) and ``scales`` (per output channel, by module
     name; the squeezed model keeps the names). ``None`` when no layer is on a
     grid.
+
+    Raises:
+        ValueError: A layer folds a norm that is no longer in the model, or
+            the layers are on grids of different ranges.
     """
     scales, ranges = {}, set()
+    modules = {id(module) for module in model.modules()}
     for name, layer in model.named_modules():
         if isinstance(layer, ReparamConv2d) and layer.kernel_quantizer is not None:
+            norm = layer.kernel_quantizer.norm
+            if norm is not None and id(norm) not in modules:
+                raise ValueError(f'the norm layer {name!r} folds is no longer in the model '
+                                 '(replaced after quantize_kernels, e.g. by a SyncBN '
+                                 'conversion): call quantize_kernels again')
             with torch.autocast(layer._device_type(), enabled=False):
                 kernel, _ = layer.squeezed_kernel()
             scales[name] = layer.kernel_quantizer.folded(kernel)[1].cpu()
