@@ -20,6 +20,7 @@ from tools.analysis.branch_cosines import (branch_contributions, cosine_matrix,
                                            mean_off_diagonal_abs, mean_over_layers,
                                            model_similarities)
 from tools.analysis.demo_training import ensure_demo_digits, repo_path
+from tools.analysis import int8_table
 from tools.analysis.json_output import json_safe
 from tools.analysis.post_addition_norm import first_non_finite, remove_post_addition_norms
 
@@ -276,3 +277,27 @@ def test_post_addition_norm_trains_both_variants_from_one_seed(tmp_path, digits)
     assert (out / 'post_addition_norm.png').stat().st_size > 0
     with pytest.raises(SystemExit):
         post_addition_norm.parse_args(['--config', 'no/such/config.py'])
+
+
+# INT8 table ------------------------------------------------------------------
+
+
+def test_int8_table_quantizes_float_and_qat_runs(tmp_path, digits):
+    out = tmp_path / 'out'
+    options = TINY_OPTIONS + ['test_dataloader.dataset.indices=8', 'test_dataloader.batch_size=8']
+    assert int8_table.main(['--models', 'OREPA-ResNet-18', '--weight-ranges', 'reduced',
+                            '--epochs', '1', '--calib-batches', '1', '--rounds', '1',
+                            '--repeats', '1', '--data-root', digits, '--out', str(out),
+                            *options]) == 0
+    report = read_json(out / 'int8_table.json')
+    assert list(report['rows']) == ['OREPA-ResNet-18, float, reduced',
+                                    'OREPA-ResNet-18, QAT reduced, reduced']
+    runs = report['runs']
+    assert runs['OREPA-ResNet-18, float, reduced']['weights'] == 'calibrated'
+    assert runs['OREPA-ResNet-18, QAT reduced, reduced']['weights'] == 'checkpoint scales'
+    for run in runs.values():
+        assert run['weight_range'] == 'reduced' and 'accuracy/top1' in run['metrics']['int8']
+        # The tiny ResNet-18 deploys 21 convs: 17 OREPA layers and 4 plain 1x1
+        # downsample convs (its 24-channel stem needs one in layer1 too).
+        assert len(run['layers']) == 21
+    assert (out / 'int8_weights.png').stat().st_size > 0

@@ -66,6 +66,15 @@ def executed_conv_names(model: nn.Module, forward: Callable[[Tensor], object],
     return order
 
 
+def conv_weights(path: str) -> List[Tuple[onnx.NodeProto, np.ndarray]]:
+    """Every Conv node of an ONNX file whose weight is stored in it, with that
+    weight (for an export: the deployed kernel, norm folded in), in graph order."""
+    graph = onnx.load(path).graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    return [(node, onnx.numpy_helper.to_array(initializers[node.input[1]]))
+            for node in graph.node if node.op_type == 'Conv' and node.input[1] in initializers]
+
+
 def conv_nodes(names: List[str], path: str) -> Dict[str, Tuple[str, str, np.ndarray]]:
     """The Conv node of an exported ONNX file that each conv module became.
 
@@ -83,16 +92,12 @@ def conv_nodes(names: List[str], path: str) -> Dict[str, Tuple[str, str, np.ndar
     Raises:
         ReparamError: The file is not of this model.
     """
-    graph = onnx.load(path).graph
-    initializers = {tensor.name: tensor for tensor in graph.initializer}
-    nodes = [node for node in graph.node
-             if node.op_type == 'Conv' and node.input[1] in initializers]
+    nodes = conv_weights(path)
     if len(nodes) != len(names):
         raise ReparamError(f'{path} has {len(nodes)} conv weights, the model runs '
                            f'{len(names)} convs: the ONNX file is not of this model')
     found = {}
-    for name, node in zip(names, nodes):
-        weight = onnx.numpy_helper.to_array(initializers[node.input[1]])
+    for name, (node, weight) in zip(names, nodes):
         scope = node.name.split('/')[-2] if '/' in node.name else ''
         if scope.split('.')[-1] != name.split('.')[-1]:
             raise ReparamError(f'conv {name} meets node {node.name!r} of {path}: the ONNX '

@@ -32,6 +32,7 @@ import mmorepa  # noqa: F401,E402  (registers the plugin)
 from mmorepa.engine import export_deploy, is_reparam_config, tool_main  # noqa: E402
 from mmorepa.engine.cli import positive_int  # noqa: E402
 from mmorepa.quantization import WEIGHT_RANGES  # noqa: E402
+from mmorepa.quantization.onnx_int8 import conv_weights  # noqa: E402
 from mmorepa.quantization.ptq import float_onnx_path, quantize_checkpoint  # noqa: E402
 from mmorepa.quantization.weight_ranges import channel_stats  # noqa: E402
 from tools.analysis.demo_training import (add_demo_training_arguments,  # noqa: E402
@@ -70,16 +71,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def conv_weights(path: str):
-    """The weights of the Conv nodes of an ONNX file (the deployed kernels, norms
-    folded in by the exporter), in graph order."""
-    import onnx
-    graph = onnx.load(path).graph
-    initializers = {tensor.name: tensor for tensor in graph.initializer}
-    return [onnx.numpy_helper.to_array(initializers[node.input[1]])
-            for node in graph.node if node.op_type == 'Conv']
-
-
 def trained_deploy(args, data_root: str, name: str, qat_range: Optional[str]):
     """Train (or reuse) one run and squeeze it; its config and deploy checkpoint."""
     work_dir = os.path.join(args.out, name, f'qat-{qat_range}' if qat_range else 'float')
@@ -104,7 +95,8 @@ def quantize_run(args, cfg, deploy: str, weight_range: str) -> dict:
     report = quantize_checkpoint(cfg, deploy, out, args.calib_batches, 'train', None,
                                  args.rounds, args.repeats, weight_range,
                                  log=lambda line: print(f'    {line}', flush=True))
-    return dict(report, layers=[channel_stats(w) for w in conv_weights(float_onnx_path(out))])
+    return dict(report, layers=[channel_stats(weight)
+                                for _, weight in conv_weights(float_onnx_path(out))])
 
 
 def summary(run: dict) -> dict:
