@@ -21,7 +21,8 @@ class RecordBackboneHook(Hook):
     def before_train(self, runner):
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         model.eval()
+        inputs = fixed_input().to(next(model.parameters()).device)
         with torch.no_grad():
-            outputs = [out.clone() for out in model.backbone(fixed_input())]
+            outputs = [out.cpu() for out in model.backbone(inputs)]
         model.train()
         torch.save(outputs, os.path.join(runner.work_dir, 'before_train.pth'))

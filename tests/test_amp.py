@@ -88,3 +88,40 @@ def test_backbones_generate_float32_kernels_under_autocast_on_request(build):
     exact = _kernels(default, autocast=False)
     assert all(torch.equal(k, e) for k, e in zip(_kernels(float32, True), exact))
     assert not all(torch.equal(k, e) for k, e in zip(_kernels(default, True), exact))
+
+
+def _layer_gradients(layer, x, upstream, autocast_dtype=None):
+    """The branch parameters' gradients for the upstream gradient ``upstream``,
+    and the gradient a plain conv with the squeezed kernel gets for its kernel."""
+    params = list(layer.parameters())
+    with torch.autocast('cpu', dtype=autocast_dtype or torch.float32,
+                        enabled=autocast_dtype is not None):
+        out = layer(x)
+        kernel = layer.branches.kernel().detach().requires_grad_()
+        plain = F.conv2d(x, kernel, padding=layer.padding, groups=layer.groups)
+    kernel_grad, = torch.autograd.grad(plain, kernel, upstream.to(plain.dtype))
+    return torch.autograd.grad(out, params, upstream.to(out.dtype)), kernel_grad
+
+
+@pytest.mark.parametrize('channels,groups', [(64, 1), (512, 1), (64, 64)])
+def test_float16_kernel_products_stay_finite_wherever_the_plain_kernel_gradient_is(
+        channels, groups):
+    """float16 AMP: a loss scale large enough to bring the plain conv's kernel
+    gradient to a third of float16's maximum (far beyond what 2^16 does in
+    training) leaves every branch gradient finite, float32 and close to the
+    float32 computation's (cosine >= 0.999)."""
+    from helpers import randomize_scales
+    from mmorepa.layers import OREPAConv2d
+    torch.manual_seed(0)
+    layer = randomize_scales(OREPAConv2d(channels, channels, 3, padding=1, groups=groups))
+    x = torch.randn(8, channels, 4, 4)
+    upstream = torch.randn(8, channels, 4, 4)
+    _, kernel_grad = _layer_gradients(layer, x, upstream, torch.float16)
+    upstream *= torch.finfo(torch.float16).max / 3 / kernel_grad.float().abs().max()
+    mixed, kernel_grad = _layer_gradients(layer, x, upstream, torch.float16)
+    assert torch.isfinite(kernel_grad).all()
+    exact, _ = _layer_gradients(layer, x, upstream)
+    for (name, _), ours, wanted in zip(layer.named_parameters(), mixed, exact):
+        assert ours.dtype == torch.float32 and torch.isfinite(ours).all(), name
+        cosine = F.cosine_similarity(ours.flatten().double(), wanted.flatten().double(), dim=0)
+        assert cosine >= 0.999, (name, cosine.item())

@@ -1,4 +1,5 @@
-"""Two-process training through tools/dist_train.sh (torchrun, gloo on CPU), and resume."""
+"""Two-process training through tools/dist_train.sh (torchrun: NCCL with a GPU per
+rank, else gloo on the CPU), and resume."""
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def train(config, work_dir, *extra, processes=2, port=29511):
     env = dict(os.environ, PORT=str(port), PYTHON=sys.executable,
                PYTHONPATH=os.path.join(ROOT, 'tests'), OMP_NUM_THREADS='1')
+    if torch.cuda.device_count() < processes:  # one GPU per rank, or gloo on the CPU
+        env['CUDA_VISIBLE_DEVICES'] = ''
     command = ['bash', os.path.join(ROOT, 'tools', 'dist_train.sh'), config, str(processes),
                '--work-dir', work_dir, *extra]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)

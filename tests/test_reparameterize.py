@@ -154,18 +154,50 @@ def test_cache_computes_once_and_follows_optimizers_and_loading(cached_layer):
 
 
 def test_cache_follows_writes_through_data(cached_layer):
-    """mmengine's EMA swaps weights through ``.data``, which bumps no version."""
+    """A new storage (``param.data = other``) is seen at once; writes through a
+    ``.data`` alias bump no version counter and are seen when the mode is set,
+    as mmengine's loops set it around its EMA swaps (the cache reads no values,
+    tests/test_fake_cuda.py)."""
     layer, calls, x = cached_layer
     weight = layer.branches['origin'].weight
     with torch.no_grad():
         layer(x)
-        weight.data.copy_(torch.randn_like(weight))
-        assert torch.equal(layer(x), fresh(layer, x))
         weight.data = torch.randn_like(weight)
-        assert torch.equal(layer(x), fresh(layer, x))
-        weight.data.mul_(2)
-        assert torch.equal(layer(x), fresh(layer, x))
+        assert torch.equal(layer(x), fresh(layer, x)) and len(calls) == 2
+        for write in (lambda: weight.data.copy_(torch.randn_like(weight)),
+                      lambda: weight.data.mul_(2)):
+            write()
+            layer.eval()
+            assert torch.equal(layer(x), fresh(layer, x))
     assert len(calls) == 4
+
+
+def test_ema_validation_sees_the_averaged_weights(tmp_path):
+    """mmengine's EMAHook swaps the averaged weights in through ``.data``
+    before validation: the validation forward must use their kernels."""
+    from mmengine.hooks import EMAHook
+    from mmengine.model import ExponentialMovingAverage
+
+    torch.manual_seed(0)
+    model = nn.Sequential(randomize_scales(OREPAConv2d(4, 4, 3, padding=1))).eval()
+    x = torch.randn(1, 4, 6, 6)
+    with torch.no_grad():
+        model(x)  # a cached kernel of the trained weights
+    hook = EMAHook()
+    hook.src_model, hook.ema_model = model, ExponentialMovingAverage(model)
+    with torch.no_grad():
+        for param in hook.ema_model.module.parameters():
+            param.mul_(0.5)
+    runner = type('Runner', (), dict(model=model))()
+    hook.before_val_epoch(runner)
+    model.eval()  # mmengine's ValLoop, right after before_val_epoch
+    with torch.no_grad():
+        assert torch.equal(model(x), fresh(model[0], x))
+        averaged = model(x)
+    hook.after_val_epoch(runner)
+    model.train()
+    with torch.no_grad():
+        assert not torch.equal(model.eval()(x), averaged)
 
 
 @pytest.mark.parametrize('under_autocast', [False, True])
@@ -209,7 +241,7 @@ def test_frozen_layers_reuse_their_kernel_while_training():
         sum(out.sum() for out in backbone(x)).backward()
     assert len(frozen_calls) == 1 and len(trained_calls) == 3
     with torch.no_grad():
-        frozen.branches['avg'].weight.data.add_(1.0)
+        frozen.branches['avg'].weight.add_(1.0)
     backbone(x)
     assert len(frozen_calls) == 2
     backbone.train()  # a mode change drops every cache

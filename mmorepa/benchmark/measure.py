@@ -11,7 +11,7 @@ import resource
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -79,11 +79,14 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak_rss_mb()
 
 
-def kernel_generation(model: nn.Module, rounds: int, device: torch.device) -> Dict[str, float]:
+def kernel_generation(model: nn.Module, rounds: int, device: torch.device,
+                      autocast_dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
     """Median seconds to generate every squeezed kernel of ``model``, forward and
     backward (no feature maps), and the matrix-product branches alone (1x1-kxk,
     Rep-1x1's chain), whose size the architecture fixes: the floor of OREPA's
-    extra cost. Frozen layers (no gradient) are left out, as training leaves them."""
+    extra cost. Frozen layers (no gradient) are left out, as training leaves them.
+    Under ``autocast_dtype`` (the training step's autocast) if given, as the
+    step generates them."""
     def trained(module):
         return any(p.requires_grad for p in module.parameters())
 
@@ -93,7 +96,9 @@ def kernel_generation(model: nn.Module, rounds: int, device: torch.device) -> Di
 
     def generate(kernels: Callable[[], List[torch.Tensor]]) -> Callable[[], None]:
         def run() -> None:
-            outputs = kernels()
+            with torch.autocast(device.type, dtype=autocast_dtype,
+                                enabled=autocast_dtype is not None):
+                outputs = kernels()
             torch.autograd.backward(outputs, [torch.ones_like(out) for out in outputs])
         return run
 

@@ -10,6 +10,7 @@ import os
 from typing import Callable, Dict, Tuple
 
 import torch
+from mmengine.optim import OptimWrapper
 from torch import nn
 
 from ..layers import reparameterize
@@ -121,6 +122,9 @@ DEPLOYED = {'resnet18': 'orepa', 'resnet34': 'orepa', 'resnet50': 'orepa',
             'repvgg-a2': 'orepa-vgg', 'regnetx-400mf': 'orepa', 'mobilenet-v2': 'orepa'}
 
 
+# The inference job's name for the train-form model in eval mode, its kernels cached.
+CACHED = 'train form, cached'
+
 # Offline re-param variants: every branch runs on the feature maps.
 OFFLINE = ('dbb', 'repvgg')
 
@@ -215,24 +219,43 @@ def deployed_params(model: nn.Module) -> int:
     return count_params(squeezed)
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """The benchmark's AMP dtype: float16 on a GPU (with loss scaling, as
+    mmengine's ``AmpOptimWrapper`` trains), bfloat16 on the CPU."""
+    return torch.bfloat16 if device.type == 'cpu' else torch.float16
+
+
+def optim_wrapper(model: nn.Module, device: torch.device, amp: bool = False) -> OptimWrapper:
+    """SGD (momentum 0.9, weight decay 1e-4) in the mmengine optimizer wrapper a
+    Runner would use: ``OptimWrapper``; with ``amp`` on a GPU ``AmpOptimWrapper``
+    (float16 autocast, dynamic loss scaling), on the CPU ``CPUAmpOptimWrapper``
+    (bfloat16 autocast)."""
+    from mmengine.optim import AmpOptimWrapper
+
+    from ..engine import CPUAmpOptimWrapper
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    if not amp:
+        return OptimWrapper(optimizer)
+    if device.type == 'cpu':
+        return CPUAmpOptimWrapper(dtype='bfloat16', optimizer=optimizer)
+    return AmpOptimWrapper(dtype='float16', optimizer=optimizer)
+
+
 def training_step(model: nn.Module, batch_size: int, size: int, device: torch.device,
                   amp: bool = False, channels_last: bool = False) -> Callable[[], None]:
-    """One forward + backward + SGD update (momentum 0.9, weight decay 1e-4), as a
-    closure over a fixed random batch; under bfloat16 / float16 autocast if ``amp``."""
+    """One forward + backward + SGD update as a Runner's train step makes it
+    (:func:`optim_wrapper`), as a closure over a fixed random batch."""
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    amp_dtype = torch.bfloat16 if device.type == 'cpu' else torch.float16
+    wrapper = optim_wrapper(model, device, amp)
     loss_of = _detection_loss(model, device) if not isinstance(model, Classifier) else \
         _classification_loss(model, batch_size, size, device, channels_last)
 
     def step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+        with wrapper.optim_context(model):
             loss = loss_of()
-        loss.float().backward()
-        optimizer.step()
+        wrapper.update_params(loss)
 
     return step
 

@@ -22,7 +22,8 @@ def branch_kernel(name: str, branch: nn.Module, size: int, groups: int) -> Tenso
     if name == 'origin':
         return branch.weight
     if name == 'avg':
-        return branch.weight * torch.full((size, size), 1.0 / size**2)
+        return branch.weight * torch.full((size, size), 1.0 / size**2,
+                                          dtype=branch.weight.dtype, device=branch.weight.device)
     if name == 'prior':
         return branch.weight * branch.basis[:, None]
     if name == '1x1':

@@ -32,7 +32,8 @@ def time_job(job: dict, device: torch.device) -> dict:
     for variant, model in built.items():
         entry = dict(times_s=times[variant], params_train=models.count_params(model))
         if variant in models.KERNEL_TIMED:
-            entry.update(kernel_generation(model, job['rounds'], device))
+            entry.update(kernel_generation(model, job['rounds'], device,
+                                           models.autocast_dtype(device) if job['amp'] else None))
         entry['params_deploy'] = models.deployed_params(model)
         result[variant] = entry
     return dict(variants=result, pid=os.getpid())
@@ -53,12 +54,15 @@ def memory_job(job: dict, device: torch.device) -> dict:
 
 
 def inference_job(job: dict, device: torch.device) -> dict:
-    """The squeezed model and the stock network alternating, batch by batch (eval,
-    no_grad): the same network twice, so any difference is the measurement's."""
+    """The stock network, the squeezed model and the train-form model in eval
+    mode (its kernels cached) alternating, batch by batch (eval, no_grad): the
+    first two are the same network, so any difference between them is the
+    measurement's; the third adds the cost of checking its kernel caches."""
     networks = {
         'stock': models.build(job['arch'], 'stock').eval().to(device),
         job['variant']: models.reparameterize(models.build(job['arch'], job['variant']).eval(),
                                               inplace=True).to(device),
+        models.CACHED: models.build(job['arch'], job['variant']).eval().to(device),
     }
     inputs = torch.randn(job['batch'], models.IN_CHANNELS, job['size'], job['size'],
                          device=device)

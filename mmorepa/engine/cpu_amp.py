@@ -15,6 +15,7 @@ class CPUAmpOptimWrapper(OptimWrapper):
     mmengine's ``AmpOptimWrapper`` needs a GPU (it asserts one); on the CPU,
     autocast runs convs and matrix products in bfloat16, which needs no loss
     scaling. ``tools/train.py --amp`` picks this wrapper when CUDA is absent.
+    A model on a GPU is refused with an error naming ``AmpOptimWrapper``.
 
     Args:
         dtype (str): ``'bfloat16'`` (default) or ``'float16'``.
@@ -29,5 +30,13 @@ class CPUAmpOptimWrapper(OptimWrapper):
 
     @contextmanager
     def optim_context(self, model: nn.Module):
+        # CPU autocast leaves a model on another device in float32: refuse
+        # rather than train it without mixed precision and without a word.
+        devices = sorted({param.device.type for param in model.parameters()} - {'cpu'})
+        if devices:
+            raise ValueError(
+                f"CPUAmpOptimWrapper autocasts on the CPU only, but the model's parameters are "
+                f"on {devices}: use mmengine's optim_wrapper type 'AmpOptimWrapper' "
+                "(dtype='float16' with loss scaling, or 'bfloat16') on a GPU")
         with super().optim_context(model), autocast(device_type='cpu', dtype=self.cast_dtype):
             yield

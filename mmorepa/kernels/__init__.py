@@ -10,9 +10,10 @@ from .geometry import grouped_identity, pad_to_kernel_size
 from .pooling import avg_pool_kernel
 from .prior import frequency_prior
 from .separable import separable_to_dense
+from .solver_tensor import solver_tensor
 
 __all__ = [
     'fuse_conv_bn', 'fold_bias_into_bn_stats', 'compose_1x1_kxk',
     'compose_kxk_kxk', 'solve_second_kernel', 'grouped_identity', 'pad_to_kernel_size',
-    'avg_pool_kernel', 'frequency_prior', 'separable_to_dense'
+    'avg_pool_kernel', 'frequency_prior', 'separable_to_dense', 'solver_tensor'
 ]

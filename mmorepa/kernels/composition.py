@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .row_scaled_product import grouped_row_scale, row_scaled_product
+from .solver_tensor import solver_tensor
 
 
 def _check_groups(name: str, channels: int, groups: int) -> None:
@@ -85,7 +86,8 @@ def solve_second_kernel(first: Tensor, second: Tensor, target: Tensor,
     per group mapping an output channel's ``(M/g, k2, k2)`` kernel to its
     ``(I/g, K, K)`` composite. The change ``d = pinv(A) (target - A second)``
     is the smallest (least-squares) one; it is exact when ``A`` has full row
-    rank. Computed in float64.
+    rank. Computed in float64 on the CPU, whatever the inputs' device
+    (:func:`solver_tensor`).
 
     Args:
         first (Tensor): Kernel ``(M, I/g, k1, k1)``.
@@ -94,11 +96,11 @@ def solve_second_kernel(first: Tensor, second: Tensor, target: Tensor,
         groups (int): Groups of both convs. Default: 1.
 
     Returns:
-        tuple[Tensor, float, float]: The new second kernel (float64), the
+        tuple[Tensor, float, float]: The new second kernel (float64, CPU), the
         relative residual ``|A second' - target| / |target|`` and the
         condition number of ``A`` (largest over groups).
     """
-    first, second, target = first.double(), second.double(), target.double()
+    first, second, target = solver_tensor(first), solver_tensor(second), solver_tensor(target)
     expected = compose_kxk_kxk(first, second, groups).shape
     if tuple(target.shape) != tuple(expected):
         raise ValueError(f'target must have shape {tuple(expected)}, got {tuple(target.shape)}')

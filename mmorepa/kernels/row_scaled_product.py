@@ -8,8 +8,9 @@ only its inputs, which are parameters or small, and derives the scale's
 gradient from a product the backward computes anyway, so nothing is recomputed.
 
 Under ``torch.autocast`` the product runs in the autocast dtype, as any matrix
-product does; the backward runs its products in that same dtype and returns
-each gradient in the dtype of its input. The backward is written with
+product does; the backward runs its products in that same dtype (float32 for
+float16, whose range its sums exceed) and returns each gradient in the dtype
+of its input. The backward is written with
 differentiable operations only, so double backward (gradient penalties,
 ``gradgradcheck``) works.
 """
@@ -60,10 +61,14 @@ class _RowScaledProduct(torch.autograd.Function):
         left, right, row_scale = ctx.saved_tensors
         need_left, need_right, need_scale = ctx.needs_input_grad[1:]
         # The forward's products ran in the output's dtype (the autocast dtype
-        # under autocast); so do the backward's, whatever autocast says now.
-        dtype = grad.dtype
+        # under autocast); so do the backward's, whatever autocast says now,
+        # but in float32 for a float16 gradient: its sums over O/g * k^2
+        # scaled values overflow float16 2-5x before the kernel's gradient
+        # itself does (docs/recipes.md, "Mixed precision (AMP)"), and the
+        # factors are kernel-sized. bfloat16 has float32's range and stays.
+        dtype = torch.float32 if grad.dtype == torch.float16 else grad.dtype
         with torch.autocast(grad.device.type, enabled=False):
-            left_c, right_c = left.to(dtype), right.to(dtype)
+            grad, left_c, right_c = grad.to(dtype), left.to(dtype), right.to(dtype)
             scale_c = None if row_scale is None else _broadcastable(row_scale.to(dtype), grad)
             grad_left = grad_right = grad_scale = None
             if need_right:

@@ -38,7 +38,11 @@ class AbsentNorm(nn.Identity):
             bias (Tensor | None): Per-channel shift.
             like (Tensor): Gives the dtype and device.
         """
-        norm = build_norm_layer(self.norm_cfg, self.num_features)[1].to(like)
+        # Built on the device it lives on, rather than built and moved.
+        with torch.device(like.device):
+            norm = build_norm_layer(self.norm_cfg, self.num_features)[1]
+        if norm.weight.dtype != like.dtype:
+            norm.to(like.dtype)
         norm.eval()
         norm.running_mean.zero_()
         norm.running_var.fill_(1.0)

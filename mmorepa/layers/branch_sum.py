@@ -4,6 +4,7 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor, nn
 
+from ..kernels import solver_tensor
 from ..utils import check_choice
 
 SCALINGS = ('vector', 'scalar', None)
@@ -40,7 +41,7 @@ class BranchSum(nn.ModuleDict):
                  scaling: Optional[str] = 'vector') -> None:
         super().__init__(branches)
         self.scaling = check_choice('scaling', scaling, SCALINGS)
-        self.init_scales = torch.tensor([init_scales[name] for name in branches])
+        self.init_scales = tuple(float(init_scales[name]) for name in branches)
         if scaling is None:
             self.register_parameter('scales', None)
         else:
@@ -56,7 +57,9 @@ class BranchSum(nn.ModuleDict):
     def reset_scales(self) -> None:
         if self.scales is not None:
             with torch.no_grad():
-                self.scales.copy_(self.init_scales[:, None].expand_as(self.scales))
+                initial = torch.tensor(self.init_scales, dtype=self.scales.dtype,
+                                       device=self.scales.device)
+                self.scales.copy_(initial[:, None].expand_as(self.scales))
 
     def _sum(self, indices) -> Optional[Tensor]:
         branches = list(self.values())
@@ -77,7 +80,9 @@ class BranchSum(nn.ModuleDict):
 
         The branch added last (see above) is set to ``target`` minus the sum
         of the others, as :meth:`kernel` computes it; the others keep their
-        values, so the branches stay as diverse as their random starts.
+        values, so the branches stay as diverse as their random starts. Solved
+        in float64 on the CPU (:func:`~mmorepa.kernels.solver_tensor`) and
+        copied back into the parameters, which keep their device and dtype.
 
         Args:
             target (Tensor): The wanted kernel.
@@ -90,6 +95,6 @@ class BranchSum(nn.ModuleDict):
             raise ValueError(f'none of the branches {tuple(self)} can hold an arbitrary '
                              "kernel (keep 'origin' or '1x1_kxk' to start from stock weights)")
         rest = self._sum(self.order[:-1])
-        term = target.double() - (0 if rest is None else rest.double())
-        scale = None if self.scales is None else self.scales[self.absorber]
+        term = solver_tensor(target) - (0 if rest is None else solver_tensor(rest))
+        scale = None if self.scales is None else solver_tensor(self.scales[self.absorber])
         list(self.values())[self.absorber].absorb(term, scale)

@@ -9,7 +9,7 @@ from mmengine.registry import MODELS
 from torch import Tensor, nn
 
 from ..kernels import (avg_pool_kernel, compose_1x1_kxk, fuse_conv_bn, grouped_identity,
-                       pad_to_kernel_size)
+                       pad_to_kernel_size, solver_tensor)
 from ..kernels.batchnorm import bn_scale_shift
 from .base import ReparamConv2d
 from .orepa_branches import unscale_rows
@@ -244,14 +244,16 @@ class DBBConv2d(ReparamConv2d):
         The ``k x k`` branch's conv takes the kernel's difference and its
         norm's shift the bias's, so the block equals ``(kernel, bias)`` with
         the norms' running statistics (eval mode; in training the branch
-        norms use batch statistics).
+        norms use batch statistics). The kernel is solved in float64 on the
+        CPU (:func:`~mmorepa.kernels.solver_tensor`).
         """
         self._check_squeezed(kernel, bias)
         if self.kxk_bn.weight is None:
             raise ValueError("the k x k branch's norm must be affine to hold a stock kernel")
         current_kernel, current_bias = self.squeezed_kernel()
         scale, _ = bn_scale_shift(self.kxk_bn)
-        change = unscale_rows(kernel.double() - current_kernel.double(), scale)
-        self.kxk.weight.copy_(self.kxk.weight.double() + change)
+        change = unscale_rows(solver_tensor(kernel) - solver_tensor(current_kernel),
+                              solver_tensor(scale))
+        self.kxk.weight.copy_(solver_tensor(self.kxk.weight) + change)
         wanted_bias = torch.zeros_like(current_bias) if bias is None else bias
         self.kxk_bn.bias.add_(wanted_bias - current_bias)

@@ -1,8 +1,14 @@
-"""Reusing a squeezed kernel while nothing that decides it has changed."""
+"""Reusing a squeezed kernel while nothing that decides it has changed.
+
+The check reads no tensor value, so a cached forward on a GPU never waits for
+the device (a value comparison would be one host-device synchronization per
+tensor and forward).
+"""
 from typing import Callable, Hashable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 
 def autocast_state(device_type: str) -> Tuple[bool, Optional[torch.dtype]]:
@@ -13,19 +19,44 @@ def autocast_state(device_type: str) -> Tuple[bool, Optional[torch.dtype]]:
     return True, torch.get_autocast_dtype(device_type)
 
 
+def _mark_stepped_parameters(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    # Fused optimizers write parameters without bumping their version
+    # counters; every parameter with a gradient may have been written.
+    stepped = [param for group in optimizer.param_groups for param in group['params']
+               if param.grad is not None]
+    torch.autograd.graph.increment_version(stepped)
+
+
+# Every optimizer of the process, as torch offers post-step hooks: one global.
+register_optimizer_step_post_hook(_mark_stepped_parameters)
+
+
+def _tensor_record(tensor: Tensor) -> tuple:
+    """What PyTorch knows about ``tensor`` without reading its values."""
+    # The storage's identity (its C++ object), not its data pointer: fake and
+    # meta tensors have no data.
+    return (tensor.untyped_storage()._cdata, tensor._version, tensor.dtype, tensor.device,
+            tensor.shape, tensor.stride(), tensor.storage_offset())
+
+
 class KernelCache:
     """The last squeezed kernel of a layer and what it was computed from.
 
-    A cached kernel is returned only if the layer's tensors hold exactly the
-    values they held when it was computed (compared element by element), with
-    the same dtype, device and shape, and in the same context (what else
-    decides the value, e.g. the autocast state when the kernel is generated
-    under autocast). Version
-    counters and data pointers would be cheaper but miss writes through
-    ``.data`` (mmengine's EMA swaps weights that way) and fused optimizers,
-    which do not bump them; the comparison reads the parameters once, about a
-    tenth of what regenerating the kernel costs. The copy it compares against
-    is held while the cache is, and dropped by :meth:`clear`.
+    A cached kernel is returned while each of the layer's tensors keeps its
+    storage, version counter, dtype, device and layout, and the context is the
+    same (what else decides the value, e.g. the autocast state when the
+    kernel is generated under autocast). No tensor value is read: every
+    in-place write bumps the version counter (optimizer steps, ``copy_`` under
+    ``no_grad``, ``load_state_dict``; fused optimizers, which skip it, are
+    marked by an optimizer post-step hook this module registers), and
+    ``param.data = other`` changes the storage. Writes through a ``.data``
+    alias (``param.data.copy_(other)``) are hidden from version counters by
+    PyTorch's design; the layer drops its cache whenever its mode is set
+    (``train()`` / ``eval()``), which mmengine's loops do around its EMA
+    weight swaps, so after such a write outside a Runner call
+    ``model.train(model.training)``. The storages of the cached tensors are
+    held while the cache is, so a freed storage's address cannot come back as
+    a false match; :meth:`clear` drops them.
     """
 
     def __init__(self) -> None:
@@ -34,7 +65,7 @@ class KernelCache:
     def clear(self) -> None:
         self._value = None
         self._key: Optional[tuple] = None
-        self._snapshot: List[Tensor] = []
+        self._storages: List[torch.UntypedStorage] = []
 
     def get(self, compute: Callable[[], tuple], tensors: Sequence[Tensor],
             context: Hashable = None) -> tuple:
@@ -45,12 +76,11 @@ class KernelCache:
             tensors (Sequence[Tensor]): The tensors the value is computed from.
             context (Hashable): Anything else that decides the value.
         """
-        key = (context, tuple((t.dtype, t.device, t.shape) for t in tensors))
-        if self._value is not None and key == self._key and all(
-                torch.equal(old, new) for old, new in zip(self._snapshot, tensors)):
+        key = (context, tuple(_tensor_record(t) for t in tensors))
+        if self._value is not None and key == self._key:
             return self._value
         self.clear()
         value = compute()
         self._value, self._key = value, key
-        self._snapshot = [t.detach().clone() for t in tensors]
+        self._storages = [t.untyped_storage() for t in tensors]
         return value

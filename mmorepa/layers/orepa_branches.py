@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..kernels import (avg_pool_kernel, compose_1x1_kxk, frequency_prior, grouped_identity,
-                       pad_to_kernel_size, separable_to_dense)
+                       pad_to_kernel_size, separable_to_dense, solver_tensor)
 
 # Depthwise filters per input channel in the separable branch (published value).
 SEPARABLE_EXPANSION = 8
@@ -86,8 +86,9 @@ class _Branch(nn.Module):
         Only for branches with an ``absorb_rank``.
 
         Args:
-            term (Tensor): float64 ``(O, I/g, k, k)``.
-            scale (Tensor | None): The branch's scale, as given to :meth:`kernel`.
+            term (Tensor): float64 ``(O, I/g, k, k)`` on the CPU.
+            scale (Tensor | None): The branch's scale, as given to :meth:`kernel`,
+                float64 on the CPU (:func:`~mmorepa.kernels.solver_tensor`).
         """
         raise NotImplementedError(f'{type(self).__name__} cannot hold every kernel')
 
@@ -194,9 +195,8 @@ class Conv1x1KxKBranch(_Branch):
         # `first` has full column rank (it starts as the identity).
         groups, size = self.groups, self.kernel_size * self.kernel_size
         out, mid = self.out_channels // groups, self.conv2.shape[1]
-        first_1x1 = (self.identity + self.delta).double()
-        change = unscale_rows(term, scale) - compose_1x1_kxk(first_1x1, self.conv2.double(),
-                                                             groups)
+        first_1x1, conv2 = solver_tensor(self.identity + self.delta), solver_tensor(self.conv2)
+        change = unscale_rows(term, scale) - compose_1x1_kxk(first_1x1, conv2, groups)
         first = first_1x1.reshape(groups, mid, -1).transpose(1, 2)
         wanted = change.reshape(groups, out, -1, size).permute(0, 2, 1, 3)
         wanted = wanted.reshape(groups, first.shape[1], out * size)
@@ -205,7 +205,7 @@ class Conv1x1KxKBranch(_Branch):
             raise ValueError('the 1x1 part of the 1x1-kxk branch is rank-deficient and cannot '
                              'pass every kernel')
         step = solution.reshape(groups, mid, out, size).permute(0, 2, 1, 3)
-        self.conv2.copy_(self.conv2.double() + step.reshape(self.conv2.shape))
+        self.conv2.copy_(conv2 + step.reshape(self.conv2.shape))
 
 
 class SeparableBranch(_Branch):
@@ -245,7 +245,8 @@ class LinearChainBranch(_Branch):
         expanding = self.out_channels > self.in_channels
         identity, learned = (self.conv1, self.conv2) if expanding else (self.conv2, self.conv1)
         with torch.no_grad():
-            identity.copy_(torch.eye(identity.shape[0])[:, :, None, None])
+            identity.copy_(torch.eye(identity.shape[0], dtype=identity.dtype,
+                                     device=identity.device)[:, :, None, None])
         self._kaiming(learned)
 
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:

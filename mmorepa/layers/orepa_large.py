@@ -80,7 +80,9 @@ class OREPALargeConv2d(ReparamConv2d):
         the smallest change: the random start's part that composes to zero
         would only add float32 rounding (4x more, measured on a stock
         ResNet-18 stem). Conditioning and residual are logged; a solve that is
-        not exact, or too ill-conditioned for float32, raises an error.
+        not exact, or too ill-conditioned for float32, raises an error. The
+        solve runs in float64 on the CPU whatever the layer's device
+        (:func:`~mmorepa.kernels.solver_tensor`).
         """
         self._check_squeezed(kernel, bias)
         # The leading generators as the forward pass computes them, so that
@@ -90,7 +92,9 @@ class OREPALargeConv2d(ReparamConv2d):
             first = compose_kxk_kxk(first, generator.kernel(), self.groups)
         last = self.generators[-1]
         size = GENERATOR_KERNEL_SIZE
-        smallest = torch.zeros(self.out_channels, self.out_channels // self.groups, size, size)
+        # The solve runs in float64 on the CPU (solver_tensor); the branches copy it back.
+        smallest = torch.zeros(self.out_channels, self.out_channels // self.groups, size, size,
+                               dtype=torch.float64)
         wanted, residual, condition = solve_second_kernel(first, smallest, kernel, self.groups)
         message = (f'{type(self).__name__} {self.kernel_size[0]}x{self.kernel_size[0]}: '
                    f'stock kernel solved into the last generator, relative residual '

@@ -55,15 +55,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='fresh memory processes per variant (default: --rounds; a peak '
                         'varies far less than a step time, and each process costs a start-up)')
     parser.add_argument('--warmup', type=int, default=2,
-                        help='untimed steps of each model first (default: 2)')
+                        help='untimed steps of each model first (default: 2; at least 1 on a '
+                        'GPU)')
     parser.add_argument('--memory-steps', type=int, default=2,
                         help='steps after the warm-up in a memory process (default: 2)')
     parser.add_argument('--threads', type=int, default=available_cores(),
                         help=f'torch threads (default: all cores, {available_cores()} here)')
     parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
     parser.add_argument('--amp', action='store_true',
-                        help='every variant under autocast (bfloat16 on the CPU, float16 on '
-                        'a GPU)')
+                        help="every variant in mmengine's AMP optimizer wrapper: float16 with "
+                        'loss scaling on a GPU (AmpOptimWrapper), bfloat16 on the CPU')
     parser.add_argument('--channels-last', action='store_true',
                         help='channels_last memory format for models and inputs')
     parser.add_argument('--out', default='work_dirs/benchmark',
@@ -77,6 +78,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          f'got {getattr(args, name)}')
     if args.warmup < 0:
         parser.error(f'--warmup must be >= 0, got {args.warmup}')
+    if args.device == 'cuda' and args.warmup < 1:
+        parser.error(f'--warmup must be >= 1 with --device cuda (the first steps tune cuDNN '
+                     f'and must stay out of the timings and the memory window), got {args.warmup}')
     if args.size < 32:
         parser.error(f'--size must be >= 32 (the networks downsample by 32), got {args.size}')
     if args.device == 'cuda' and not torch.cuda.is_available():

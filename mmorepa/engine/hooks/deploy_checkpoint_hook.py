@@ -1,12 +1,41 @@
 """A hook that writes a squeezed, stock-backbone checkpoint beside every checkpoint."""
 import os
+import random
 from typing import Optional
 
+import numpy as np
+import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
+from torch.utils.data import DataLoader
 
 from ..deploy import export_deploy
+
+
+def first_batch_aside(loader: DataLoader):
+    """The first batch of ``loader``'s dataset, drawn without touching ``loader``.
+
+    A new iterator over the training loader itself would restart the one the
+    training loop reads when its workers are persistent (and with mmseg's
+    ``InfiniteSampler``, rank 0's data order would start over after every
+    checkpoint). A loader of its own, in this process, draws the batch instead;
+    the random states its augmentations use (Python's, numpy's, torch's) are
+    restored afterwards, so training draws what it would have drawn.
+
+    Args:
+        loader (DataLoader): The training loader.
+    """
+    batch_size = loader.batch_size or getattr(loader.batch_sampler, 'batch_size', 1)
+    aside = DataLoader(loader.dataset, batch_size=batch_size, collate_fn=loader.collate_fn,
+                       num_workers=0)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            return next(iter(aside))
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 @HOOKS.register_module()
@@ -25,7 +54,8 @@ class DeployCheckpointHook(Hook):
     checkpoint is exported if it was not yet.
 
     Args:
-        verify (bool): Also compare, on one training batch, the backbone
+        verify (bool): Also compare, on one training batch (drawn aside, see
+            :func:`first_batch_aside`), the backbone
             outputs of the model built from the training checkpoint and of the
             stock model loaded from the deploy checkpoint, and log the largest
             relative difference. Default: True.
@@ -61,7 +91,7 @@ class DeployCheckpointHook(Hook):
         runner.logger.info(f'deploy checkpoint written: {export.checkpoint}')
         if self.verify:
             model = export.trained.model
-            batch = next(iter(runner.train_dataloader))
+            batch = first_batch_aside(runner.train_dataloader)
             # Training-mode preprocessing pads to one size (mmseg needs it for a batch).
             inputs = model.data_preprocessor(batch, True)['inputs']
             difference = export.difference(inputs)
