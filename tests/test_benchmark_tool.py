@@ -46,6 +46,7 @@ def test_every_variant_is_measured_against_the_first(tiny_run):
             assert row['params_train'] >= row['params_deploy'] == plain['params_deploy']
         infer = entry['infer']
         assert infer['params'] == infer['stock_params']  # squeezed = stock architecture
+        assert infer['cached_throughput_ratio']['median'] > 0  # train form, cached kernels
         # Time: every variant in one process; memory: a fresh one per run.
         assert len({runs[arch]['time']['pid']}) == 1
         pids = [run['pid'] for variant in runs[arch]['memory'].values() for run in variant]

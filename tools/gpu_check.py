@@ -4,9 +4,10 @@ float32, and the training-cost table.
     python tools/gpu_check.py [--out work_dirs/gpu_check] [--steps 50] [--rounds 5]
 
 1. The CUDA test tier (``pytest -m cuda tests/test_cuda.py``).
-2. OREPA-ResNet-50: one step's gradients under float16 autocast (loss scale
-   from 2^16, halved while a gradient overflows) against float32 (cosine),
-   and ``--steps`` steps of float16 AMP (mmengine's ``AmpOptimWrapper``)
+2. ResNet-50 plain, OREPA and OREPA with float32 kernels: one step's
+   gradients under float16 autocast (loss scale from 2^16, halved while a
+   gradient overflows) against float32 (cosine); OREPA-ResNet-50's
+   ``--steps`` steps of float16 AMP (mmengine's ``AmpOptimWrapper``)
    against float32 from the same start on the same batch (finite losses).
 3. The training-cost table (``mmorepa.benchmark``): ResNet-18 at batch 64 and
    ResNet-50 at batch 32, 224x224: plain, OREPA, OREPA compiled and DBB, in
@@ -32,6 +33,8 @@ from mmorepa.engine.cli import positive_int
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COST_CASES = (('resnet18', 64), ('resnet50', 32))
 COST_VARIANTS = ('plain', 'orepa', 'orepa-compiled', 'dbb')
+# Kernels generated under the float16 autocast (the default) or in float32.
+GRADIENT_VARIANTS = ('plain', 'orepa', 'orepa-float32-kernels')
 SIZE = 224
 
 
@@ -58,18 +61,20 @@ def cuda_tests() -> dict:
 
 
 def amp_check(steps: int, batch: int) -> dict:
-    from mmorepa.backbones import OREPAResNet
-
     def build():
         torch.manual_seed(0)
-        return models.Classifier(OREPAResNet(50))
+        return models.build('resnet50', 'orepa')
 
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(batch, 3, SIZE, SIZE, generator=generator).cuda()
     labels = torch.randint(models.NUM_CLASSES, (batch, ), generator=generator).cuda()
-    gradients = gradient_agreement(build().cuda().train(), inputs, labels)
-    print(f'OREPA-ResNet-50 gradients, float16 vs float32: {gradients}',
-          flush=True)
+    gradients = {}
+    for variant in GRADIENT_VARIANTS:
+        torch.manual_seed(0)
+        model = models.build('resnet50', variant).cuda().train()
+        gradients[variant] = gradient_agreement(model, inputs, labels)
+        print(f'ResNet-50 {variant} gradients, float16 vs float32: {gradients[variant]}',
+              flush=True)
     losses = {precision: training_losses(build, inputs, labels, steps, amp=precision == 'amp')
               for precision in ('float32', 'amp')}
     finite = all(torch.isfinite(torch.tensor(run)).all().item() for run in losses.values())
@@ -95,11 +100,12 @@ def format_report(report: dict) -> str:
     lines = [f"GPU check on {report['gpu']} (torch {report['torch']})"]
     if 'tests' in report:
         lines.append(f"CUDA tests: {report['tests']['summary']}")
-    gradients = report['amp']['gradients']
-    lines.append(f"OREPA-ResNet-50 float16 gradients: finite at loss scale "
-                 f"{gradients['loss_scale']:g}, cosine vs float32 {gradients['cosine']:.5f} "
-                 f"(least aligned layer {gradients['min_layer']}: "
-                 f"{gradients['min_layer_cosine']:.5f})")
+    for variant, gradients in report['amp']['gradients'].items():
+        worst = '' if gradients['min_layer'] is None else \
+            f" (least aligned layer {gradients['min_layer']}: {gradients['min_layer_cosine']:.5f})"
+        lines.append(f"ResNet-50 {variant} float16 gradients: finite at loss scale "
+                     f"{gradients['loss_scale']:g}, cosine vs float32 "
+                     f"{gradients['cosine']:.5f}{worst}")
     losses = report['amp']['losses']
     lines.append(f"{len(losses['amp'])} steps: losses finite {report['amp']['losses_finite']}, "
                  f"final loss float32 {losses['float32'][-1]:.4f}, AMP {losses['amp'][-1]:.4f}")
@@ -132,8 +138,9 @@ def main(argv=None) -> int:
     with open(path, 'w') as file:
         json.dump(report, file, indent=2)
     print(f'wrote {path}')
+    finite = all(run['loss_scale'] > 0 for run in report['amp']['gradients'].values())
     failed = report.get('tests', {}).get('returncode', 0) != 0 or not (
-        report['amp']['gradients']['loss_scale'] > 0 and report['amp']['losses_finite'])
+        finite and report['amp']['losses_finite'])
     return 1 if failed else 0
 
 

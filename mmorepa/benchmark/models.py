@@ -21,6 +21,9 @@ IN_CHANNELS = 3
 DETECTION_SHAPE = (2, 3, 512, 672)
 DETECTION_CONFIG = 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 
+# mmdet's ResNet detectors freeze the stem and the first stage.
+FROZEN_STAGES = 1
+
 # Figure 8 of the paper: cost as OREPA's components are added to ResNet-18
 # (Table 2 rows), each against its offline counterpart where one is published.
 COMPONENT_ROWS = {
@@ -45,6 +48,7 @@ def _resnet(depth: int, variant: str) -> nn.Module:
         return backbone
     reparam = 'dbb' if variant == 'dbb' else 'orepa'
     backbone = OREPAResNet(depth, reparam=reparam, out_indices=(3, ),
+                           frozen_stages=FROZEN_STAGES if variant == 'orepa-frozen' else -1,
                            compile_kernels=variant == 'orepa-compiled',
                            kernels_under_autocast=variant != 'orepa-float32-kernels')
     return use_reference_blocks(backbone) if variant == 'orepa-reference' else backbone
@@ -93,9 +97,10 @@ def _repvgg(arch: str, variant: str) -> nn.Module:
 
 # Architecture -> (backbone builder, variants; the first is the reference of ratios).
 # orepa-float32-kernels: with --amp, kernels generated in float32 (the default
-# generates them under the autocast).
+# generates them under the autocast). orepa-frozen: the stem and first stage
+# frozen, as mmdet's detectors train (their kernels come from the cache).
 RESNET_VARIANTS = ('plain', 'dbb', 'orepa', 'orepa-reference', 'orepa-compiled',
-                   'orepa-float32-kernels')
+                   'orepa-float32-kernels', 'orepa-frozen')
 VGG_VARIANTS = ('plain', 'repvgg', 'orepa-vgg', 'orepa-vgg-reference', 'orepa-vgg-compiled')
 ARCHS: Dict[str, Tuple[Callable[[str], nn.Module], Tuple[str, ...]]] = {
     'resnet18': (lambda variant: _resnet(18, variant), RESNET_VARIANTS),
@@ -114,7 +119,7 @@ ARCHS: Dict[str, Tuple[Callable[[str], nn.Module], Tuple[str, ...]]] = {
                      ('plain', *UNSQUEEZE_ROWS)),
 }
 # Variants whose kernel generation is timed on its own (the floor of the cost).
-KERNEL_TIMED = ('orepa', 'orepa-compiled', 'orepa-float32-kernels', 'orepa-vgg',
+KERNEL_TIMED = ('orepa', 'orepa-compiled', 'orepa-float32-kernels', 'orepa-frozen', 'orepa-vgg',
                 'orepa-vgg-compiled', 'orepa-no-1x1', 'orepa-dense-kxk')
 # The variant whose squeezed form is timed at inference against the stock network.
 DEPLOYED = {'resnet18': 'orepa', 'resnet34': 'orepa', 'resnet50': 'orepa',
