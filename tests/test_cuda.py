@@ -1,8 +1,8 @@
 """The CUDA tier: ``pytest -m cuda``, on a machine with a GPU (skipped without).
 
 The routes of tests/test_fake_cuda.py on real CUDA tensors with backward, the
-stock start on CUDA against the CPU start, fp16 steps through mmengine's
-``AmpOptimWrapper`` (loss scaling), the benchmark's variants (compiled ones
+stock start on CUDA against the CPU start, ``unsqueeze`` of a CUDA model, fp16
+steps through mmengine's ``AmpOptimWrapper`` (loss scaling), the benchmark's variants (compiled ones
 included), ``torch.compile`` of a whole backbone, a tiny Runner run, and
 two-GPU DDP where two GPUs are present. ``tools/gpu_check.py`` runs this tier
 first. Float32 comparisons run with TF32 off (it rounds products to 10 bits).
@@ -23,7 +23,7 @@ from helpers import assert_close_to_scale, randomize_scales
 from mmorepa.backbones import OREPAResNet
 from mmorepa.benchmark import models
 from mmorepa.benchmark.measure import kernel_generation
-from mmorepa.layers import reparameterize
+from mmorepa.layers import reparameterize, unsqueeze
 from tools.train import build_config, parse_args
 
 pytestmark = [pytest.mark.cuda,
@@ -84,6 +84,19 @@ def test_stock_start_on_cuda_equals_the_cpu_start():
         assert_close_to_scale(cuda.cpu(), wanted, rel=START_FLOAT32)
 
 
+def test_unsqueeze_of_a_cuda_model_starts_as_that_model():
+    """A model already on the GPU, 7x7 stem included: each layer solves its
+    stock conv on the CPU and lives on the GPU."""
+    import torchvision
+    torch.manual_seed(0)
+    stock = torchvision.models.resnet18().cuda().eval()
+    model = unsqueeze(copy.deepcopy(stock), inplace=True)
+    assert all(p.is_cuda for p in model.parameters())
+    x = torch.randn(2, 3, 64, 64, device='cuda')
+    with torch.no_grad():
+        assert_close_to_scale(model(x), stock(x), rel=1e-4)
+
+
 def test_fp16_steps_through_amp_optim_wrapper():
     torch.manual_seed(0)
     model = models.Classifier(OREPAResNet(18)).cuda().train()
@@ -92,7 +105,7 @@ def test_fp16_steps_through_amp_optim_wrapper():
     inputs = torch.randn(8, 3, 64, 64, device='cuda')
     labels = torch.randint(models.NUM_CLASSES, (8, ), device='cuda')
     losses = []
-    for _ in range(5):
+    for _ in range(10):  # the first steps may be skipped while the loss scale settles
         with wrapper.optim_context(model):
             loss = F.cross_entropy(model(inputs), labels)
         wrapper.update_params(loss)
