@@ -13,8 +13,9 @@ float32, and the training-cost table.
    ResNet-50 at batch 32, 224x224: plain, OREPA, OREPA compiled and DBB, in
    float32 and in AMP.
 
-Prints one table and writes ``OUT/gpu_check.json``. About 8 minutes on one
-GPU of the H100 class. Without a GPU it says so and exits with status 2.
+Prints one table and writes ``OUT/gpu_check.json``. Sized for 8 minutes on
+one GPU (not yet timed on one; ``--skip-tests`` and fewer ``--rounds`` cut it).
+Without a GPU it says so and exits with status 2.
 """
 import argparse
 import json
