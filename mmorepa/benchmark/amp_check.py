@@ -3,8 +3,9 @@
 Two measurements: the gradients of one step (does float16 keep them finite
 under a loss scale, and how close are they to float32's), and a short
 training run in each precision (do the losses stay finite and follow
-float32's). The float16 training steps are mmengine's ``AmpOptimWrapper``
-steps, with its dynamic loss scaling, as a Runner trains with ``--amp`` on a GPU.
+float32's), stepped by the benchmark's mmengine optimizer wrappers: on a GPU
+``AmpOptimWrapper``'s float16 with dynamic loss scaling, as a Runner trains
+with ``--amp``.
 """
 import copy
 from typing import Callable, Dict, List
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers import ReparamConv2d
+from .models import optim_wrapper
 
 # The loss scale of the gradient check: GradScaler's initial scale.
 LOSS_SCALE = 2.0**16
@@ -90,23 +92,20 @@ def gradient_agreement(model: nn.Module, inputs: Tensor, labels: Tensor,
 def training_losses(build: Callable[[], nn.Module], inputs: Tensor, labels: Tensor,
                     steps: int, amp: bool,
                     progress: Callable[[str], None] = print) -> List[float]:
-    """Losses of ``steps`` SGD steps on one batch, the way a Runner steps:
-    mmengine's ``OptimWrapper`` (float32) or ``AmpOptimWrapper`` (float16,
-    dynamic loss scaling; needs a GPU).
+    """Losses of ``steps`` SGD steps on one batch, the way a Runner steps, in
+    the benchmark's optimizer wrapper (:func:`mmorepa.benchmark.models.optim_wrapper`:
+    float16 with dynamic loss scaling on a GPU under ``amp``).
 
     Args:
         build (callable): Returns the model, the same start on every call.
-        inputs (Tensor): The batch, on a CUDA device for ``amp``.
+        inputs (Tensor): The batch, on the device to train on.
         labels (Tensor): Its class indices.
         steps (int): Optimizer steps.
-        amp (bool): float16 mixed precision.
+        amp (bool): Mixed precision.
         progress (callable): Gets a line every 10 steps.
     """
-    from mmengine.optim import AmpOptimWrapper, OptimWrapper
     model = build().to(inputs.device).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    wrapper = AmpOptimWrapper(dtype='float16', optimizer=optimizer) if amp else \
-        OptimWrapper(optimizer)
+    wrapper = optim_wrapper(model, inputs.device, amp)
     losses = []
     for step in range(steps):
         with wrapper.optim_context(model):
@@ -114,6 +113,6 @@ def training_losses(build: Callable[[], nn.Module], inputs: Tensor, labels: Tens
         wrapper.update_params(loss)
         losses.append(loss.item())
         if (step + 1) % 10 == 0:
-            progress(f"{'float16 AMP' if amp else 'float32'} step {step + 1}/{steps}: "
+            progress(f"{'AMP' if amp else 'float32'} step {step + 1}/{steps}: "
                      f'loss {losses[-1]:.4f}')
     return losses

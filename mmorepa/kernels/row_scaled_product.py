@@ -64,7 +64,7 @@ class _RowScaledProduct(torch.autograd.Function):
         # under autocast); so do the backward's, whatever autocast says now,
         # but in float32 for a float16 gradient: its sums over O/g * k^2
         # scaled values overflow float16 2-5x before the kernel's gradient
-        # itself does (docs/recipes.md, "Mixed precision (AMP)"), and the
+        # itself does (docs/gpu.md, "What runs where"), and the
         # factors are kernel-sized. bfloat16 has float32's range and stays.
         dtype = torch.float32 if grad.dtype == torch.float16 else grad.dtype
         with torch.autocast(grad.device.type, enabled=False):
