@@ -13,16 +13,16 @@ from torch import nn
 
 import mmorepa  # noqa: F401  (registers the plugin)
 from helpers import randomize_scales
+from mmorepa.analysis.branch_cosines import (branch_contributions, cosine_matrix,
+                                             mean_off_diagonal_abs, mean_over_layers,
+                                             model_similarities)
+from mmorepa.analysis.demo_data import ensure_demo_digits, repo_path
+from mmorepa.analysis.json_output import json_safe
+from mmorepa.analysis.post_addition_norm import first_non_finite, remove_post_addition_norms
 from mmorepa.engine import build_model
 from mmorepa.layers import OREPAConv2d
-from tools.analysis import branch_similarity, optimization_equivalence, post_addition_norm
-from tools.analysis.branch_cosines import (branch_contributions, cosine_matrix,
-                                           mean_off_diagonal_abs, mean_over_layers,
-                                           model_similarities)
-from tools.analysis.demo_training import ensure_demo_digits, repo_path
-from tools.analysis import int8_table
-from tools.analysis.json_output import json_safe
-from tools.analysis.post_addition_norm import first_non_finite, remove_post_addition_norms
+from tools.analysis import branch_similarity, int8_table, optimization_equivalence
+from tools.analysis import post_addition_norm
 
 CONFIG = 'configs/imagenet/orepa-resnet18_8xb32-120e_in1k.py'
 # OREPA-ResNet-18 four channels wide (a stem of 24: wide enough for the linear deep

@@ -1,5 +1,9 @@
 """Imports go down the layers only: kernels <- layers <- backbones <- engine <- quantization
-<- tools.
+<- benchmark <- analysis <- tools.
+
+``benchmark`` and ``analysis`` both sit on the engine; ``analysis`` ranks on top
+because it imports ``quantization`` (the INT8 table) and may use the benchmark's
+models (as ``tools/analysis/amp_gradients.py`` does).
 
 ``utils`` is below everything; the package's ``__init__`` and ``version`` sit on
 top, and nothing in the package imports ``tools``. Read from the source (ast),
@@ -9,7 +13,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / 'mmorepa'
-LAYERS = ['utils', 'kernels', 'layers', 'backbones', 'engine', 'quantization', 'benchmark']
+LAYERS = ['utils', 'kernels', 'layers', 'backbones', 'engine', 'quantization', 'benchmark',
+          'analysis']
 
 
 def layer_of(module: str) -> int:
@@ -63,3 +68,25 @@ def test_the_check_catches_upward_imports():
     assert violations('mmorepa.engine.deploy', 'def f():\n    from tools import train')
     assert not violations('mmorepa.engine.deploy', 'from ..layers import reparameterize')
     assert not violations('mmorepa.layers.base', 'from ..utils import check_choice')
+    assert violations('mmorepa.quantization.ptq', 'from ..analysis import figures')
+    assert violations('mmorepa.benchmark.report', 'from ..analysis.json_output import x')
+    assert not violations('mmorepa.analysis.int8_table', 'from ..quantization.ptq import x')
+    assert violations('mmorepa.analysis.demo_data', 'from tools.demo import demo_config')
+
+
+TOOLS = PACKAGE.parent / 'tools'
+
+
+def test_tools_are_commands_on_the_package():
+    """A tool imports ``mmorepa`` (and libraries), never another tool, and never
+    edits ``sys.path``: it runs from any working directory."""
+    found = []
+    for path in sorted(TOOLS.rglob('*.py')):
+        source = path.read_text()
+        name = path.relative_to(TOOLS.parent)
+        found += [f'{name} imports {module}'
+                  for module in imports('tools.x', source, False)
+                  if module.split('.')[0] == 'tools']
+        if 'sys.path' in source:
+            found.append(f'{name} edits sys.path')
+    assert not found, '\n'.join(found)

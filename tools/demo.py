@@ -9,71 +9,18 @@
 3. Evaluates the trained (six-branch) model and the deploy config, whose
    backbone is mmpretrain's stock ``ResNet`` loaded with the squeezed weights:
    the same accuracy, and inference at the speed of the plain network.
+
+The data and the recipe are :mod:`mmorepa.analysis.demo_data`.
 """
 import argparse
 import os
 import time
 
-import numpy as np
 from mmengine.config import Config
 from mmengine.runner import Runner
-from PIL import Image
 
 import mmorepa  # noqa: F401  (registers the plugin, allows OpenMMLab checkpoints)
-
-CONFIG = 'configs/imagenet/orepa-resnet18_8xb32-120e_in1k.py'
-IMAGE_SIZE = 32
-
-
-def write_digits(root):
-    """Digits as ``root/{train,val}/<digit>/<n>.png``, 32x32 RGB; 20% held out."""
-    from sklearn.datasets import load_digits
-    digits = load_digits()
-    order = np.random.default_rng(0).permutation(len(digits.images))
-    held_out = set(order[:len(order) // 5].tolist())
-    for index, (image, label) in enumerate(zip(digits.images, digits.target)):
-        split = 'val' if index in held_out else 'train'
-        folder = os.path.join(root, split, str(label))
-        os.makedirs(folder, exist_ok=True)
-        pixels = (image / 16 * 255).astype(np.uint8)
-        picture = Image.fromarray(pixels).resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
-        picture.convert('RGB').save(os.path.join(folder, f'{index}.png'))
-    return len(order) - len(held_out), len(held_out)
-
-
-def demo_config(data_root, work_dir, epochs):
-    """The shipped ImageNet config, pointed at the digits and shrunk to 32x32."""
-    cfg = Config.fromfile(CONFIG)
-    cfg.model.head.num_classes = 10
-    cfg.model.head.topk = (1, )
-    pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='RandomResizedCrop', scale=IMAGE_SIZE, crop_ratio_range=(0.8, 1.0)),
-        dict(type='PackInputs'),
-    ]
-    test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
-    for split, steps, shuffle in (('train', pipeline, True), ('val', test_pipeline, False),
-                                  ('test', test_pipeline, False)):
-        cfg[f'{split}_dataloader'] = dict(
-            batch_size=64, num_workers=0,
-            sampler=dict(type='DefaultSampler', shuffle=shuffle),
-            dataset=dict(type='CustomDataset', data_root=data_root,
-                         data_prefix='train' if split == 'train' else 'val', pipeline=steps))
-    cfg.val_evaluator = cfg.test_evaluator = dict(type='Accuracy', topk=(1, ))
-    cfg.train_cfg = dict(by_epoch=True, max_epochs=epochs, val_interval=epochs)
-    # The paper's schedule, compressed: one warm-up epoch, cosine to the end.
-    cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
-             convert_to_iter_based=True),
-        dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=epochs,
-             convert_to_iter_based=True),
-    ]
-    cfg.optim_wrapper.optimizer.lr = 0.05
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1, max_keep_ckpts=1)
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=5)
-    cfg.work_dir = work_dir
-    cfg.randomness = dict(seed=0, deterministic=True)
-    return cfg
+from mmorepa.analysis.demo_data import demo_config, write_digits
 
 
 def timed_test(runner):

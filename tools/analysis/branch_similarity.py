@@ -14,48 +14,28 @@ map per layer and the mean over layers, of the last checkpoint), and for a
 run ``OUT/branch_similarity_over_run.png`` (mean |cosine| per checkpoint).
 
 ``--compare-scalings`` trains OREPA-ResNet-18 with vector, scalar and no
-scaling (the Table 3 ablation configs) on the demo digits (``tools/demo.py``,
-same seed and schedule) and records the cosines at the start and after every
-epoch, and after an epoch also the cosines between the branches' *changes*
-since the start (whether training moves the branches alike, sec. 3.4):
-``OUT/scalings.json``, ``OUT/scalings.png`` (side by side) and
-``OUT/scaling_<name>.png`` (every layer after training).
+scaling (the Table 3 ablation configs) on the demo digits
+(:mod:`mmorepa.analysis.demo_data`, same seed and schedule) and records the
+cosines at the start and after every epoch, and after an epoch also the
+cosines between the branches' *changes* since the start (whether training
+moves the branches alike, sec. 3.4): ``OUT/scalings.json``,
+``OUT/scalings.png`` (side by side) and ``OUT/scaling_<name>.png`` (every
+layer after training). The logic is :mod:`mmorepa.analysis.branch_similarity`.
 """
 import argparse
-import math
 import os
-import re
-import sys
 from collections import OrderedDict
 
-from mmengine.hooks import Hook
-
-# As a script the repository root is not on sys.path; the helpers sit beside.
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import mmorepa  # noqa: F401,E402  (registers the plugin, allows OpenMMLab checkpoints)
-from mmorepa.engine import TRAIN_FORM, ReparamError, load_trained_model, tool_main  # noqa: E402
-from mmorepa.engine.cli import load_config  # noqa: E402
-from tools.analysis.branch_cosines import (layer_contributions,  # noqa: E402
-                                           mean_off_diagonal_abs, mean_over_layers,
-                                           model_similarities, moved_similarities)
-from tools.analysis.demo_training import (add_demo_training_arguments,  # noqa: E402
-                                          demo_training_config, ensure_demo_digits,
-                                          repo_path, train_on_demo)
-from tools.analysis.figures import (plot_layer_heat_maps, plot_scaling_comparison,  # noqa: E402
-                                    plot_similarity_over_run)
-from tools.analysis.json_output import write_json  # noqa: E402
-from tools.analysis.training_records import ValMetricsRecorder  # noqa: E402
-
-# Table 3's scaling rows on OREPA-ResNet-18.
-SCALING_CONFIGS = OrderedDict([
-    ('vector', 'configs/imagenet/orepa-resnet18_8xb32-120e_in1k.py'),
-    ('scalar', 'configs/imagenet/ablations/orepa-resnet18_scalar-scaling_8xb32-120e_in1k.py'),
-    ('none', 'configs/imagenet/ablations/orepa-resnet18_no-scaling_8xb32-120e_in1k.py'),
-])
-CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+import mmorepa  # noqa: F401  (registers the plugin, allows OpenMMLab checkpoints)
+from mmorepa.analysis.branch_similarity import (SCALING_CONFIGS, checkpoint_similarity,
+                                                public_record, run_checkpoints, train_scaling)
+from mmorepa.analysis.cli import add_demo_training_arguments
+from mmorepa.analysis.demo_data import ensure_demo_digits
+from mmorepa.analysis.figures import (plot_layer_heat_maps, plot_scaling_comparison,
+                                      plot_similarity_over_run)
+from mmorepa.analysis.json_output import write_json
+from mmorepa.engine import tool_main
+from mmorepa.engine.cli import load_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -86,62 +66,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def similarity_record(layers: dict) -> dict:
-    """Cosines of every layer, their means, and one summary number (tensors; the
-    ``_tensors`` entry is for the pictures, not for the JSON).
-
-    Args:
-        layers (dict): Layer name -> ``(branch names, cosine matrix)``.
-    """
-    means = mean_over_layers(layers)
-    # The branch set most layers share (all of them in OREPA-ResNet-18).
-    branches, main = max(means.items(), key=lambda item: item[1]['layers'])
-    per_layer = {name: mean_off_diagonal_abs(matrix) for name, (_, matrix) in layers.items()}
-    finite = [value for value in per_layer.values() if not math.isnan(value)]
-    return dict(
-        layers=OrderedDict((name, dict(branches=list(names), cosine=matrix,
-                                       mean_abs_cosine=per_layer[name]))
-                           for name, (names, matrix) in layers.items()),
-        means=[dict(branches=list(names), layers=mean['layers'], cosine=mean['cosine'])
-               for names, mean in means.items()],
-        branches=list(branches), mean_cosine=main['cosine'],
-        mean_off_diagonal_abs=sum(finite) / len(finite) if finite else float('nan'),
-        _tensors=(layers, means))
-
-
-def public(record: dict) -> dict:
-    return {key: value for key, value in record.items() if not key.startswith('_')}
-
-
-def run_checkpoints(work_dir: str) -> list:
-    """``(unit, step, path)`` of every ``epoch_N.pth`` / ``iter_N.pth``, in order.
-
-    Raises:
-        ReparamError: The folder holds none.
-    """
-    found = []
-    for name in os.listdir(work_dir):
-        match = CHECKPOINT_NAME.match(name)
-        if match:
-            found.append((match.group(1), int(match.group(2)), os.path.join(work_dir, name)))
-    if not found:
-        raise ReparamError(f'{work_dir} holds no epoch_N.pth or iter_N.pth checkpoint')
-    return sorted(found)
-
-
-def checkpoint_similarity(cfg, path: str) -> dict:
-    """The similarity record of one train-form checkpoint.
-
-    Raises:
-        ReparamError: The checkpoint is squeezed (no branches) or does not fit.
-    """
-    trained = load_trained_model(cfg, path)
-    if trained.form != TRAIN_FORM:
-        raise ReparamError(f'{path} is {trained.form}: it has no branches left to compare; '
-                           'give a train-form checkpoint of an OREPA config')
-    return similarity_record(model_similarities(trained.model))
-
-
 def analyse_checkpoints(args) -> None:
     cfg = load_config(args)
     paths = (run_checkpoints(args.checkpoint) if os.path.isdir(args.checkpoint)
@@ -164,62 +88,21 @@ def analyse_checkpoints(args) -> None:
         plot_similarity_over_run(records, curve, f'branch cosines over {args.checkpoint}')
         written.append(curve)
     written.append(write_json(os.path.join(args.out, 'branch_similarity.json'), vars(args),
-                              dict(checkpoints=[public(r) for r in records])))
+                              dict(checkpoints=[public_record(r) for r in records])))
     print_means(last)
     print('wrote ' + ', '.join(written))
-
-
-class SimilarityRecorder(Hook):
-    """Branch cosines of the model before the first step and after every epoch;
-    after an epoch also the cosines of the branches' changes since the start
-    (``moved``)."""
-
-    def __init__(self) -> None:
-        self.records = []
-        self._start = None
-
-    def _record(self, runner, epoch: int) -> None:
-        model = getattr(runner.model, 'module', runner.model)
-        record = dict(epoch=epoch, **similarity_record(model_similarities(model)))
-        if self._start is None:
-            # float32 holds the start exactly (the parameters are float32).
-            self._start = {name: {branch: kernel.float() for branch, kernel in kernels.items()}
-                           for name, kernels in layer_contributions(model).items()}
-            record['moved'] = None
-        else:
-            record['moved'] = public(similarity_record(moved_similarities(model, self._start)))
-        self.records.append(record)
-        moved = record['moved']
-        print(f'    epoch {epoch}: mean |cosine| between branches '
-              f'{record["mean_off_diagonal_abs"]:.3f}' +
-              ('' if moved is None else f', between their changes since epoch 0 '
-               f'{moved["mean_off_diagonal_abs"]:.3f}'), flush=True)
-
-    def before_train(self, runner) -> None:
-        self._record(runner, 0)
-
-    def after_train_epoch(self, runner) -> None:
-        self._record(runner, runner.epoch + 1)
-
-    def after_train(self, runner) -> None:
-        self._start = None  # a few hundred MB for a ResNet-18
 
 
 def compare_scalings(args) -> None:
     data_root = ensure_demo_digits(args.data_root or os.path.join(args.out, 'digits'))
     variants, val_metrics = OrderedDict(), {}
     for index, name in enumerate(args.scalings, 1):
-        config = SCALING_CONFIGS[name]
         print(f'[{index}/{len(args.scalings)}] scaling={name}: training {args.epochs} epoch(s) '
-              f'on the demo digits ({config})', flush=True)
-        cfg = demo_training_config(repo_path(config), data_root,
-                                   os.path.join(args.out, 'train', name), args.epochs,
-                                   args.cfg_options)
-        recorder, validation = SimilarityRecorder(), ValMetricsRecorder()
-        train_on_demo(cfg, hooks=[recorder, validation])
-        variants[name] = recorder.records
-        val_metrics[name] = validation.metrics[-1] if validation.metrics else {}
-        plot_layer_heat_maps(*recorder.records[-1]['_tensors'],
+              f'on the demo digits ({SCALING_CONFIGS[name]})', flush=True)
+        variants[name], val_metrics[name] = train_scaling(
+            name, data_root, os.path.join(args.out, 'train', name), args.epochs,
+            args.cfg_options)
+        plot_layer_heat_maps(*variants[name][-1]['_tensors'],
                              os.path.join(args.out, f'scaling_{name}.png'),
                              f'branch cosines, scaling={name}, after epoch {args.epochs}')
     comparison = os.path.join(args.out, 'scalings.png')
@@ -229,7 +112,7 @@ def compare_scalings(args) -> None:
     json_path = write_json(os.path.join(args.out, 'scalings.json'), vars(args), dict(
         variants=OrderedDict((name, dict(config=SCALING_CONFIGS[name],
                                          val_metrics=val_metrics[name],
-                                         records=[public(r) for r in records]))
+                                         records=[public_record(r) for r in records]))
                              for name, records in variants.items())))
     epochs = [f'epoch {record["epoch"]}' for record in next(iter(variants.values()))]
     print('\nmean |cosine| between branches (contributions; changes since epoch 0), over layers')

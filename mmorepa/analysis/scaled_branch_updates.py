@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmorepa.layers import BranchSum
-from mmorepa.layers.orepa_branches import OriginBranch, scale_rows
+from ..layers import BranchSum
+from ..layers.orepa_branches import OriginBranch, scale_rows
 
 
 class SharedScaleSum(nn.Module):
@@ -48,7 +48,14 @@ class SharedScaleSum(nn.Module):
 
 
 def plain_branch(weight: Tensor) -> OriginBranch:
-    """A full-kernel branch holding a copy of ``weight`` ``(O, I, k, k)``, float64."""
+    """A full-kernel branch holding a copy of ``weight``, float64.
+
+    Args:
+        weight (Tensor): ``(O, I, k, k)``.
+
+    Returns:
+        OriginBranch: Its ``kernel(None)`` is ``weight``.
+    """
     out_channels, in_channels, size, _ = weight.shape
     branch = OriginBranch(in_channels, out_channels, size, 1, 0.0).double()
     with torch.no_grad():
@@ -64,6 +71,9 @@ def scaled_sum(weights: Sequence[Tensor], scales, scaling) -> BranchSum:
         scales (Tensor | None): ``(n, O)`` or ``(n, 1)`` scales; ``None``
             with ``scaling=None``.
         scaling (str | None): ``'vector'``, ``'scalar'`` or ``None``.
+
+    Returns:
+        BranchSum: Its ``kernel()`` is the end-to-end kernel ``W_e``.
     """
     branches = {f'branch{index}': plain_branch(weight) for index, weight in enumerate(weights)}
     total = BranchSum(branches, {name: 1.0 for name in branches}, weights[0].shape[0],
@@ -103,6 +113,13 @@ def sgd_step(module: nn.Module, problem: LinearProblem, lr: float,
     Scales (parameters named ``scale`` / ``scales``) step with ``lr``, every
     other parameter with ``lr * kernel_lr_factor``. In place.
 
+    Args:
+        module (nn.Module): A parametrization with a ``kernel()`` method.
+        problem (LinearProblem): The loss.
+        lr (float): Learning rate of the scales.
+        kernel_lr_factor (float): The kernels' learning rate over ``lr``.
+            Defaults to 1.
+
     Returns:
         tuple[Tensor, Tensor]: The end-to-end kernel before and after the step.
     """
@@ -128,6 +145,14 @@ def step_update(module: nn.Module, problem: LinearProblem, lr: float,
                 kernel_lr_factor: float = 1.0) -> Tuple[Tensor, Tensor]:
     """The end-to-end kernel and its update by one SGD step of a copy of ``module``.
 
+    Args:
+        module (nn.Module): A parametrization with a ``kernel()`` method (not
+            changed).
+        problem (LinearProblem): The loss.
+        lr (float): Learning rate of the scales.
+        kernel_lr_factor (float): The kernels' learning rate over ``lr``.
+            Defaults to 1.
+
     Returns:
         tuple[Tensor, Tensor]: ``(W_e, W_e' - W_e)``.
     """
@@ -136,7 +161,15 @@ def step_update(module: nn.Module, problem: LinearProblem, lr: float,
 
 
 def relative_difference(update: Tensor, reference: Tensor) -> float:
-    """``|update - reference| / |reference|`` (Frobenius norms)."""
+    """``|update - reference| / |reference|`` (Frobenius norms).
+
+    Args:
+        update (Tensor): The compared tensor.
+        reference (Tensor): The reference, of the same shape.
+
+    Returns:
+        float: The relative difference.
+    """
     return float(torch.linalg.vector_norm(update - reference) /
                  torch.linalg.vector_norm(reference))
 
@@ -154,6 +187,9 @@ def outside_span(update: Tensor, gradient: Tensor, kernel: Tensor, per_row: bool
         gradient (Tensor): ``dL/dW_e`` at ``W_e``.
         kernel (Tensor): ``W_e``.
         per_row (bool): One span per output channel (vector scales).
+
+    Returns:
+        float: ``|update - projection onto the span| / |update|``.
     """
     rows = update.shape[0] if per_row else 1
     residual = 0.0
@@ -172,6 +208,9 @@ def branch_spread(module: BranchSum, with_scales: bool = True) -> float:
     Args:
         module (BranchSum): Plain branches (:func:`scaled_sum`).
         with_scales (bool): Compare the scales too, not only the kernels.
+
+    Returns:
+        float: The largest absolute difference.
     """
     with torch.no_grad():
         weights = torch.stack([branch.weight for branch in module.values()])

@@ -11,7 +11,14 @@ import torch
 
 def json_safe(value: Any) -> Any:
     """``value`` with NaN and infinities as ``None`` (strict JSON has neither),
-    tuples as lists and tensors as lists."""
+    tuples as lists and tensors as lists.
+
+    Args:
+        value (Any): Nested dicts, lists, tuples, tensors and scalars.
+
+    Returns:
+        Any: The same structure, strict-JSON safe.
+    """
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, torch.Tensor):
@@ -24,7 +31,12 @@ def json_safe(value: Any) -> Any:
 
 
 def machine() -> dict:
-    """What produced the numbers: CPU, cores, torch and Python versions, date."""
+    """What produced the numbers: CPU, cores, torch and Python versions, date.
+
+    Returns:
+        dict: ``processor``, ``cores``, ``torch``, ``torch_threads``,
+        ``python`` and ``date``.
+    """
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -47,7 +59,16 @@ def cpu_model() -> str:
 
 
 def write_json(path: str, settings: dict, content: dict) -> str:
-    """Write ``{"settings", "machine", **content}`` to ``path``; returns ``path``."""
+    """Write ``{"settings", "machine", **content}`` to ``path`` (strict JSON).
+
+    Args:
+        path (str): The file (its folder is created).
+        settings (dict): The command's settings.
+        content (dict): The results.
+
+    Returns:
+        str: ``path``.
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, 'w') as file:
         json.dump(json_safe(dict(settings=settings, machine=machine(), **content)), file,

@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from mmorepa.layers import BranchSum
+from ..layers import BranchSum
 
 # (branch names, n x n cosine matrix) of one layer.
 LayerSimilarity = Tuple[Tuple[str, ...], Tensor]
@@ -27,6 +27,9 @@ def branch_contributions(branch_sum: BranchSum) -> 'OrderedDict[str, Tensor]':
         branch_sum (BranchSum): The branches of one layer
             (``OREPAConv2d.branches``, a generator of ``OREPALargeConv2d``,
             ``OREPA1x1Conv2d.branches``).
+
+    Returns:
+        OrderedDict[str, Tensor]: Branch name -> ``scale_b[o] * K_b[o]``.
     """
     if not isinstance(branch_sum, BranchSum):
         raise TypeError(f'branch_sum must be a BranchSum, got {type(branch_sum).__name__}')
@@ -44,6 +47,9 @@ def cosine_matrix(kernels: Sequence[Tensor]) -> Tensor:
 
     Args:
         kernels (Sequence[Tensor]): Kernels of one shape.
+
+    Returns:
+        Tensor: ``(n, n)`` float64.
     """
     if len(kernels) == 0:
         raise ValueError('kernels must hold at least one kernel, got none')
@@ -58,7 +64,14 @@ def cosine_matrix(kernels: Sequence[Tensor]) -> Tensor:
 
 
 def layer_name(module_name: str) -> str:
-    """A layer's short name: no ``backbone.`` prefix, no ``.branches`` suffix."""
+    """A layer's short name: no ``backbone.`` prefix, no ``.branches`` suffix.
+
+    Args:
+        module_name (str): A name from ``model.named_modules()``.
+
+    Returns:
+        str: The short name.
+    """
     name = module_name[len('backbone.'):] if module_name.startswith('backbone.') else module_name
     return name[:-len('.branches')] if name.endswith('.branches') else name
 
@@ -66,6 +79,12 @@ def layer_name(module_name: str) -> str:
 def layer_contributions(model: nn.Module) -> 'OrderedDict[str, OrderedDict]':
     """:func:`branch_contributions` of every :class:`BranchSum` of ``model``, by
     layer name.
+
+    Args:
+        model (nn.Module): A model with OREPA layers.
+
+    Returns:
+        OrderedDict[str, OrderedDict]: Layer name -> branch name -> contribution.
 
     Raises:
         ValueError: The model has no OREPA layer (a squeezed or plain model).
@@ -81,6 +100,12 @@ def layer_contributions(model: nn.Module) -> 'OrderedDict[str, OrderedDict]':
 
 def model_similarities(model: nn.Module) -> 'OrderedDict[str, LayerSimilarity]':
     """Branch cosines of every :class:`BranchSum` of ``model``, by layer name.
+
+    Args:
+        model (nn.Module): A model with OREPA layers.
+
+    Returns:
+        OrderedDict[str, tuple]: Layer name -> ``(branch names, cosine matrix)``.
 
     Raises:
         ValueError: The model has no OREPA layer (a squeezed or plain model).
@@ -98,6 +123,10 @@ def moved_similarities(model: nn.Module,
     Args:
         model (nn.Module): The model now.
         start (dict): :func:`layer_contributions` of the same model earlier.
+
+    Returns:
+        OrderedDict[str, tuple]: Layer name -> ``(branch names, cosine matrix
+        of the changes)``.
     """
     moved = OrderedDict()
     for name, contributions in layer_contributions(model).items():
@@ -113,6 +142,9 @@ def mean_over_layers(layers: Dict[str, LayerSimilarity]) -> Dict[Tuple[str, ...]
     A NaN entry of one layer (a zero contribution) is left out of that entry's
     mean; the entry is NaN only when it is NaN in every layer.
 
+    Args:
+        layers (dict): Layer name -> ``(branch names, cosine matrix)``.
+
     Returns:
         dict: branch names -> ``dict(cosine=Tensor, layers=int)``.
     """
@@ -126,7 +158,14 @@ def mean_over_layers(layers: Dict[str, LayerSimilarity]) -> Dict[Tuple[str, ...]
 
 def mean_off_diagonal_abs(matrix: Tensor) -> float:
     """Mean of ``|C[i, j]|`` over ``i != j`` (NaN entries left out): one number
-    for how alike a layer's branches are (0: orthogonal, 1: parallel)."""
+    for how alike a layer's branches are (0: orthogonal, 1: parallel).
+
+    Args:
+        matrix (Tensor): An ``(n, n)`` cosine matrix.
+
+    Returns:
+        float: The mean; NaN for one branch.
+    """
     size = matrix.shape[0]
     off_diagonal = matrix[~torch.eye(size, dtype=torch.bool)].abs()
     return float(off_diagonal.nanmean()) if size > 1 else float('nan')

@@ -45,7 +45,10 @@ class RecordingOptimWrapper(OptimWrapper):
 
 
 def record_updates(cfg) -> None:
-    """Make the optimizer wrapper of ``cfg`` a :class:`RecordingOptimWrapper`.
+    """Make the optimizer wrapper of ``cfg`` a :class:`RecordingOptimWrapper`, in place.
+
+    Args:
+        cfg (Config): A training config.
 
     Raises:
         ValueError: ``cfg.optim_wrapper`` is another wrapper type than
