@@ -1,17 +1,24 @@
 """Shipped configs shrunk for a CPU test: only data paths, image sizes,
 iteration counts, schedules and score thresholds are overridden, and the
-backbone starts from a stock checkpoint of the config's library (its ResNet,
-or the stock backbone the config deploys as)."""
+model starts from a stock checkpoint: the backbone from its library's ResNet
+(or the stock backbone the config deploys as), or the whole model from a
+checkpoint of the stock model the config deploys as (``start='model'``)."""
+import copy
 import os
 
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
 
 from mmorepa.engine import build_model, deploy_config
 
 from tiny_datasets import COCO_CLASSES, make_cityscapes, make_coco, make_imagenet_folders
 
 SIZE_KEYS = ('scale', 'crop_size', 'img_scale')
+# Of YOLOX's mosaic pipeline: each of its four images, and the random affine
+# crop back to one image's size.
+MOSAIC_SIZE = (64, 64)
 
 
 def _shrink(pipeline, sizes):
@@ -19,6 +26,8 @@ def _shrink(pipeline, sizes):
         for key in SIZE_KEYS:
             if key in step and step['type'] in sizes:
                 step[key] = sizes[step['type']]
+        if step['type'] == 'RandomAffine' and 'border' in step:
+            step['border'] = (-MOSAIC_SIZE[0] // 2, -MOSAIC_SIZE[1] // 2)
     return pipeline
 
 
@@ -28,24 +37,35 @@ def _loader(loader, dataset, batch_size, replace=False):
     loader.persistent_workers = False
     if replace:  # another dataset type: keep only the shipped pipeline
         loader.dataset = dict(dataset, pipeline=loader.dataset.pipeline)
+    elif 'dataset' in loader.dataset:  # a wrapper (YOLOX's MultiImageMixDataset)
+        loader.dataset.dataset.update(dataset)
     else:
         loader.dataset.update(dataset)
     return loader
 
 
-def _measured_statistics(backbone):
-    """BatchNorm statistics measured on random images, as a trained checkpoint
-    has them: the detection configs keep norms in eval mode, where unit
-    statistics would let activations explode through 50 layers."""
-    for module in backbone.modules():
+def _starting_schedulers(cfg):
+    """The schedulers that begin at 0: those beginning after a one-epoch run
+    (ConvNeXt's cosine after its 20 warm-up epochs) cannot be built."""
+    schedulers = cfg.param_scheduler
+    schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+    cfg.param_scheduler = [step for step in schedulers if step.get('begin', 0) < 1]
+
+
+def _measured_statistics(model, forward=None, batches=None):
+    """BatchNorm statistics measured on images, as a trained checkpoint has
+    them: the detection configs keep norms in eval mode, where unit statistics
+    would let activations explode through 50 layers. ``forward`` runs the
+    model on a batch of ``batches`` (default: calls it on random images)."""
+    for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.momentum = None  # cumulative average over the batches
-    backbone.train()
+    model.train()
     with torch.no_grad():
-        for _ in range(2):
-            backbone(torch.randn(8, 3, 64, 64))
-    backbone.eval()  # the stock ResNets' train() returns None
-    return backbone
+        for batch in batches or [torch.randn(8, 3, 64, 64) for _ in range(2)]:
+            (forward or model)(batch)
+    model.eval()  # the stock ResNets' train() returns None
+    return model
 
 
 # Stock ResNets of each library, saved as their users have them: an mmpretrain
@@ -120,10 +140,46 @@ def start_from_stock(cfg, data_root):
     prefix = _stock_form(cfg)[1]
     if prefix:
         cfg.model.backbone.init_cfg.prefix = prefix
+    _record_start(cfg)
+    return checkpoint
+
+
+def start_model_from_stock(cfg, data_root):
+    """The whole model starts from a checkpoint of the stock model its config
+    deploys as (``load_from``, as a user fine-tunes a released detector): every
+    re-param layer, in the backbone, neck and heads, solves itself from its
+    stock conv. Its outputs before the first step are recorded."""
+    checkpoint = os.path.join(os.path.dirname(data_root), f'stock-model-{cfg.default_scope}.pth')
+    if not os.path.exists(checkpoint):
+        torch.manual_seed(0)
+        model = build_model(deploy_config(cfg))
+        model.init_weights()
+        # On the test images, through the model's own preprocessing (YOLOX
+        # sees raw pixels): the heads' statistics depend on what images look like.
+        with DefaultScope.overwrite_default_scope(cfg.default_scope):
+            loader = Runner.build_dataloader(copy.deepcopy(cfg.test_dataloader))
+            _measured_statistics(
+                model, lambda batch: model(model.data_preprocessor(batch)['inputs'], mode='tensor'),
+                batches=list(loader))
+        torch.save(dict(state_dict=model.state_dict(), meta=dict()), checkpoint)
+    cfg.model.backbone.pop('init_cfg', None)
+    cfg.load_from = checkpoint
+    _record_start(cfg)
+    return checkpoint
+
+
+def stock_model(cfg):
+    """The stock model ``cfg`` deploys as, loaded from its stock checkpoint."""
+    model = build_model(deploy_config(cfg))
+    model.load_state_dict(torch.load(cfg.load_from, weights_only=True)['state_dict'],
+                          strict=True)
+    return model.eval()
+
+
+def _record_start(cfg):
     cfg.custom_imports = dict(imports=['mmorepa', 'record_outputs_hook'],
                               allow_failed_imports=False)
     cfg.custom_hooks.append(dict(type='RecordBackboneHook'))
-    return checkpoint
 
 
 def _runtime(cfg, work_dir, by_epoch):
@@ -153,26 +209,29 @@ def classification(config, data_root, work_dir):
         _loader(loader, dataset, 4, replace=True)
     cfg.val_evaluator = cfg.test_evaluator = dict(type='Accuracy', topk=(1, ))
     cfg.train_cfg = dict(by_epoch=True, max_epochs=1, val_interval=1)
-    # Schedulers that begin after the one-epoch run (ConvNeXt's cosine after its
-    # 20 warm-up epochs) cannot be built; the warm-ups that begin at 0 stay.
-    schedulers = cfg.param_scheduler
-    schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
-    cfg.param_scheduler = [step for step in schedulers if step.get('begin', 0) < 1]
+    _starting_schedulers(cfg)
     start_from_stock(cfg, data_root)
     return _runtime(cfg, work_dir, by_epoch=True)
 
 
-def detection(config, data_root, work_dir):
+def detection(config, data_root, work_dir, start='backbone', lr_scale=1.0):
+    """``lr_scale`` scales the learning rate: where the shipped warm-up lasts
+    thousands of iterations, its first steps are far smaller than what the
+    one-epoch schedule gives them."""
     make_coco(data_root)
     cfg = Config.fromfile(config)
-    start_from_stock(cfg, data_root)
-    sizes = {'Resize': (128, 96)}
+    cfg.optim_wrapper.optimizer.lr *= lr_scale
+    sizes = {'Resize': (128, 96), 'Mosaic': MOSAIC_SIZE, 'MixUp': MOSAIC_SIZE}
     dataset = dict(data_root=data_root, ann_file='annotations/instances.json',
                    data_prefix=dict(img='images/'), metainfo=dict(classes=COCO_CLASSES))
     for name in ('train', 'val', 'test'):
         loader = cfg[f'{name}_dataloader']
         _shrink(loader.dataset.pipeline, sizes)
         _loader(loader, dataset, 2)
+    for augment in cfg.model.data_preprocessor.get('batch_augments') or []:
+        if 'random_size_range' in augment:  # YOLOX's multi-scale training
+            augment.random_size_range = (64, 128)
+    _starting_schedulers(cfg)
     annotations = os.path.join(data_root, 'annotations/instances.json')
     metric = dict(type='CocoMetric', ann_file=annotations, metric='bbox', format_only=False)
     cfg.val_evaluator = cfg.test_evaluator = metric
@@ -186,6 +245,11 @@ def detection(config, data_root, work_dir):
         test_cfg.rcnn.score_thr = 0.0
     else:
         test_cfg.score_thr = 0.0
+    # After the head is shrunk: the whole model's stock checkpoint has its shapes.
+    if start == 'backbone':
+        start_from_stock(cfg, data_root)
+    else:
+        start_model_from_stock(cfg, data_root)
     return _runtime(cfg, work_dir, by_epoch=True)
 
 

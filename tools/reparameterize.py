@@ -1,14 +1,16 @@
-"""Squeeze a trained OREPA / DBB / OREPA-VGG checkpoint into a stock-backbone one.
+"""Squeeze a trained OREPA / DBB / OREPA-VGG checkpoint into a stock-model one.
 
     python tools/reparameterize.py CONFIG CHECKPOINT OUT_DIR [--shape H W]
 
 Writes ``OUT_DIR/<checkpoint name>_deploy.pth`` (squeezed weights under the
-stock backbone's keys, the checkpoint's meta, no optimizer state) and
-``OUT_DIR/deploy_config.py`` (the stock backbone: no plugin needed), the same
-files :class:`DeployCheckpointHook` writes. Then loads the written checkpoint
-strictly into that stock model and prints how far its backbone outputs are
-from the trained model's on a random input. Works for configs of mmpretrain,
-mmdet and mmseg; an already squeezed checkpoint is left as it is.
+stock model's keys, the checkpoint's meta, no optimizer state) and
+``OUT_DIR/deploy_config.py`` (every re-param part, backbone, neck or head,
+replaced by its stock part: no plugin needed), the same files
+:class:`DeployCheckpointHook` writes. Then loads the written checkpoint
+strictly into that stock model and prints how far its tensor outputs (a
+two-stage detector's features) are from the trained model's on a random
+input. Works for configs of mmpretrain, mmdet and mmseg; an already squeezed
+checkpoint is left as it is.
 """
 import argparse
 
@@ -40,7 +42,7 @@ def main(argv=None):
     inputs = torch.randn(1, cfg.model.backbone.get('in_channels', 3), *args.shape)
     difference = export.difference(inputs)
     print(f'deploy checkpoint: {export.checkpoint}\ndeploy config:     {export.config}\n'
-          f'verification: stock backbone vs trained backbone, max relative difference '
+          f'verification: stock model vs trained model, max relative difference '
           f'{difference:.2e} (tolerance {args.tolerance:.0e})')
     if difference > args.tolerance:
         raise ReparamError(f'verification failed: {difference:.2e} > {args.tolerance:.0e}')

@@ -2,10 +2,13 @@
 
 A classification variant is the backbone, global average pooling and a
 1000-way linear layer, trained with cross-entropy on random labels by SGD
-with momentum. A detection variant is mmdet's shipped Faster R-CNN R-50-FPN
-(``frozen_stages=1``) with its backbone swapped, on a fixed 2 x 3 x 512 x 672
-batch with ten random boxes.
+with momentum. A detection variant is one of mmdet's shipped R-50-FPN
+detectors (``frozen_stages=1``), Faster R-CNN or RetinaNet, with its
+backbone swapped (``orepa``, ``dbb``) or every conv its config builds through
+a ``conv_cfg`` re-parameterized too, in the FPN and the head
+(``*-everywhere``), on a fixed 2 x 3 x 512 x 672 batch with ten random boxes.
 """
+import inspect
 import os
 from typing import Callable, Dict, Tuple
 
@@ -19,7 +22,10 @@ from .reference import use_reference_blocks
 NUM_CLASSES = 1000
 IN_CHANNELS = 3
 DETECTION_SHAPE = (2, 3, 512, 672)
-DETECTION_CONFIG = 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+DETECTION_CONFIGS = {'faster-rcnn-r50': 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+                     'retinanet-r50': 'retinanet/retinanet_r50_fpn_1x_coco.py'}
+DETECTION_VARIANTS = ('plain', 'dbb', 'orepa', 'orepa-compiled', 'orepa-everywhere',
+                      'dbb-everywhere')
 
 # mmdet's ResNet detectors freeze the stem and the first stage.
 FROZEN_STAGES = 1
@@ -112,7 +118,8 @@ ARCHS: Dict[str, Tuple[Callable[[str], nn.Module], Tuple[str, ...]]] = {
     'repvgg-a2': (lambda variant: _repvgg('A2', variant), VGG_VARIANTS),
     'resnet18-components': (lambda variant: _resnet(18, variant),
                             ('plain', 'dbb', *COMPONENT_ROWS)),
-    'faster-rcnn-r50': (None, ('plain', 'dbb', 'orepa', 'orepa-compiled')),
+    'faster-rcnn-r50': (None, DETECTION_VARIANTS),
+    'retinanet-r50': (None, DETECTION_VARIANTS),
     'regnetx-400mf': (lambda variant: _unsqueezed(lambda: _regnet('regnetx_400mf'), variant),
                       ('plain', *UNSQUEEZE_ROWS)),
     'mobilenet-v2': (lambda variant: _unsqueezed(_mobilenet_v2, variant),
@@ -131,7 +138,7 @@ DEPLOYED = {'resnet18': 'orepa', 'resnet34': 'orepa', 'resnet50': 'orepa',
 CACHED = 'train form, cached'
 
 # Offline re-param variants: every branch runs on the feature maps.
-OFFLINE = ('dbb', 'repvgg')
+OFFLINE = ('dbb', 'repvgg', 'dbb-everywhere')
 
 
 def variants(arch: str) -> Tuple[str, ...]:
@@ -171,8 +178,8 @@ class Classifier(nn.Module):
         return self.fc(self.backbone(inputs)[-1].mean(dim=(2, 3)))
 
 
-def _detector(variant: str) -> nn.Module:
-    """Every variant starts as the same detector (the re-param backbones from the
+def _detector(arch: str, variant: str) -> nn.Module:
+    """Every variant starts as the same detector (the re-param layers from the
     stock one's weights, exactly): a detector's heads cost what its proposals
     make them cost, so the variants must propose alike."""
     import mmdet
@@ -181,15 +188,18 @@ def _detector(variant: str) -> nn.Module:
     from ..backbones import load_state_dict_any_form
     from ..engine import build_model
     cfg = Config.fromfile(os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs',
-                                       DETECTION_CONFIG))
+                                       DETECTION_CONFIGS[arch]))
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
     plain = build_model(cfg)
     plain.init_weights()
     if variant == 'plain':
         return plain
-    cfg.model.backbone.update(type='OREPAResNet', reparam='dbb' if variant == 'dbb' else 'orepa',
+    reparam = 'dbb' if variant.startswith('dbb') else 'orepa'
+    cfg.model.backbone.update(type='OREPAResNet', reparam=reparam,
                               compile_kernels=variant == 'orepa-compiled')
+    if variant.endswith('-everywhere'):
+        _reparam_conv_cfgs(cfg.model, dict(type=reparam.upper()))
     model = build_model(cfg)
     for name, part in model.named_children():
         weights = {key[len(name) + 1:]: value for key, value in plain.state_dict().items()
@@ -201,13 +211,25 @@ def _detector(variant: str) -> nn.Module:
     return model
 
 
+def _reparam_conv_cfgs(model_cfg, conv_cfg: dict) -> None:
+    """Set ``conv_cfg`` on every part of a detector config (neck, heads) whose
+    class takes one (RetinaNet's head does, an RPN head does not)."""
+    from mmdet.registry import MODELS
+    for name, part in model_cfg.items():
+        if name == 'backbone' or not isinstance(part, dict) or 'type' not in part:
+            continue
+        kind = MODELS.get(part['type'])
+        if 'conv_cfg' in inspect.signature(kind).parameters:
+            part.conv_cfg = conv_cfg
+
+
 def build(arch: str, variant: str) -> nn.Module:
     """The model of ``arch`` in ``variant``, in train mode."""
     builder, known = ARCHS[arch]
     if variant not in known and variant != 'stock':
         raise ValueError(f'variant for {arch} must be one of {known}, got {variant!r}')
     if builder is None:
-        return _detector(variant).train()
+        return _detector(arch, variant).train()
     return Classifier(builder(variant)).train()
 
 

@@ -2,8 +2,9 @@
 
 One path for :class:`DeployCheckpointHook` and every tool: the checkpoint on
 disk is loaded into a model built from the config (EMA weights, when
-``EMAHook`` wrote them), squeezed, written with the stock keys beside a
-deploy config, and verified by loading the written file into the stock model.
+``EMAHook`` wrote them), squeezed as a whole (backbone, neck, heads), written
+with the stock keys beside a deploy config, and verified by loading the
+written file into the stock model.
 """
 import os
 from dataclasses import dataclass
@@ -14,10 +15,11 @@ from mmengine.config import Config
 from torch import nn
 
 from ..layers import int8_weight_grid, reparameterize
+from ..utils import name_list
 from .checkpoint_io import atomic_output, save_atomic
 from .configs import deploy_config
 from .errors import ReparamError
-from .trained_model import SQUEEZED, TrainedModel, load_trained_model
+from .trained_model import SQUEEZED, TrainedModel, build_stock_model, load_trained_model
 
 # Names of what an export writes: beside the checkpoint, and in a config folder.
 DEPLOY_SUFFIX = '_deploy.pth'
@@ -73,24 +75,38 @@ class DeployExport:
     deployed: TrainedModel
 
     @torch.no_grad()
-    def difference(self, inputs: torch.Tensor) -> float:
-        """Relative difference of the two backbones' outputs on ``inputs``.
+    def difference(self, inputs: torch.Tensor, data_samples: Optional[list] = None) -> float:
+        """Relative difference of the two models' tensor outputs on ``inputs``
+        (:func:`tensor_outputs`): every re-param part, backbone, neck and
+        heads, is compared."""
+        return relative_difference(tensor_outputs(self.trained.model, inputs, data_samples),
+                                   tensor_outputs(self.deployed.model, inputs, data_samples))
 
-        Only the backbone changes when squeezing (every other weight is
-        copied), so equal backbone outputs mean equal model outputs.
-        """
-        return relative_difference(self.trained.model.backbone(inputs),
-                                   self.deployed.model.backbone(inputs))
+
+def tensor_outputs(model: nn.Module, inputs: torch.Tensor, data_samples: Optional[list] = None):
+    """What an OpenMMLab model computes from ``inputs`` before its
+    post-processing: the forward with ``mode='tensor'`` (a classifier's
+    scores, a segmentor's logits, a detector's head outputs).
+
+    A two-stage detector's second stage needs image metadata: without
+    ``data_samples`` its features (backbone and neck) stand for it.
+    """
+    if data_samples is None and hasattr(model, 'roi_head'):
+        return model.extract_feat(inputs)
+    return model(inputs, data_samples, mode='tensor')
 
 
 def export_deploy(cfg: Config, checkpoint: str, checkpoint_dir: str,
                   config_dir: Optional[str] = None) -> Optional[DeployExport]:
-    """Squeeze a train-form checkpoint into a stock-backbone one.
+    """Squeeze a train-form checkpoint into a stock-model one.
 
     Writes ``<checkpoint_dir>/<checkpoint name>_deploy.pth`` (squeezed weights
     under the stock keys, the checkpoint's ``meta``, no optimizer state;
     atomically, never over ``checkpoint``) and ``<config_dir>/deploy_config.py``
-    (the stock backbone, ``load_from`` pointing at it). Then loads the written
+    (every re-param part of the model replaced by its stock part,
+    :func:`~mmorepa.engine.configs.stock_model_config`; ``load_from`` pointing
+    at the checkpoint). Nothing is written unless the squeezed state dict has
+    exactly the keys of the deploy config's model. Then loads the written
     checkpoint strictly into the stock model. A run that trained on its INT8
     grid (``quantize_kernels``) writes the deployed kernels on that grid and
     the grid under ``meta['mmorepa']['int8_weight_grid']``, which
@@ -104,15 +120,28 @@ def export_deploy(cfg: Config, checkpoint: str, checkpoint_dir: str,
             ``checkpoint_dir``.
 
     Returns:
-        DeployExport | None: ``None`` when the checkpoint is already squeezed.
+        DeployExport | None: ``None`` when the checkpoint is already squeezed
+        (it loads into the deploy config's model).
 
     Raises:
-        ReparamError: The checkpoint cannot be read or fits no form, or the
-            output would overwrite it.
+        ReparamError: The config trains no re-param layers; the checkpoint
+            cannot be read or fits no form; the deploy model would not take
+            the squeezed weights (re-param modules left in it, or keys that
+            differ: both are named); or the output would overwrite the
+            checkpoint.
     """
-    trained = load_trained_model(cfg, checkpoint)
+    trained = load_trained_model(cfg, checkpoint)  # names re-param modules no node builds
+    stock_cfg = deploy_config(cfg)
     if trained.form == SQUEEZED:
         return None
+    state_dict = squeezed_state_dict(trained.model)
+    expected = set(build_stock_model(stock_cfg).state_dict())
+    if expected != set(state_dict):
+        missing, unexpected = expected - set(state_dict), set(state_dict) - expected
+        raise ReparamError(
+            f'the squeezed model of {checkpoint} does not fit the deploy config\'s model: '
+            f'{len(missing)} key(s) it lacks: {name_list(missing)}; {len(unexpected)} it has '
+            f'in excess: {name_list(unexpected)}; nothing was written')
     name = os.path.splitext(os.path.basename(checkpoint))[0]
     target = os.path.join(checkpoint_dir, name + DEPLOY_SUFFIX)
     ours = dict(squeezed=True)
@@ -121,9 +150,7 @@ def export_deploy(cfg: Config, checkpoint: str, checkpoint_dir: str,
         ours[INT8_GRID_KEY] = grid
     meta = dict(trained.checkpoint.get('meta') or {},
                 source_checkpoint=os.path.abspath(checkpoint), mmorepa=ours)
-    save_atomic(dict(meta=meta, state_dict=squeezed_state_dict(trained.model)), target,
-                source=checkpoint)
-    stock_cfg = deploy_config(cfg)
+    save_atomic(dict(meta=meta, state_dict=state_dict), target, source=checkpoint)
     stock_cfg.load_from = target
     config_path = os.path.join(config_dir or checkpoint_dir, DEPLOY_CONFIG_NAME)
     with atomic_output(config_path) as temporary:

@@ -10,7 +10,9 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from torch.utils.data import DataLoader
 
+from ..configs import is_reparam_config, reparam_paths
 from ..deploy import export_deploy
+from ..errors import ReparamError
 
 
 def first_batch_aside(loader: DataLoader):
@@ -46,19 +48,21 @@ class DeployCheckpointHook(Hook):
     :func:`mmorepa.engine.export_deploy`), exactly as
     ``tools/reparameterize.py`` makes it: with ``EMAHook`` the file holds the
     averaged weights, and so does the deploy checkpoint. It holds the squeezed
-    state dict under the stock backbone's keys and the training checkpoint's
-    ``meta``; optimizer state is dropped. ``deploy_config.py`` in the work dir
-    builds the matching stock model; together they need no plugin. Runs after
+    state dict under the stock model's keys (every re-param part squeezed:
+    backbone, neck, heads) and the training checkpoint's ``meta``; optimizer
+    state is dropped. ``deploy_config.py`` in the work dir builds the matching
+    stock model; together they need no plugin. Runs after
     ``CheckpointHook`` (lowest priority), on rank 0 only, writes atomically and
     never touches the training checkpoint. At the end of training the last
     checkpoint is exported if it was not yet.
 
     Args:
         verify (bool): Also compare, on one training batch (drawn aside, see
-            :func:`first_batch_aside`), the backbone
-            outputs of the model built from the training checkpoint and of the
-            stock model loaded from the deploy checkpoint, and log the largest
-            relative difference. Default: True.
+            :func:`first_batch_aside`), the tensor outputs
+            (:func:`~mmorepa.engine.deploy.tensor_outputs`) of the model built
+            from the training checkpoint and of the stock model loaded from
+            the deploy checkpoint, and log the largest relative difference.
+            Default: True.
         tolerance (float): Relative difference above which verification
             logs an error. Default: 1e-4 (float32).
     """
@@ -69,6 +73,15 @@ class DeployCheckpointHook(Hook):
         self.verify = verify
         self.tolerance = tolerance
         self._exported: Optional[str] = None
+
+    def before_run(self, runner) -> None:
+        # Said before training, not at the first checkpoint.
+        if not is_reparam_config(runner.cfg):
+            raise ReparamError('DeployCheckpointHook: cfg.model trains no re-param layers '
+                               '(a re-param backbone, OREPABackbone, OREPAModule or a re-param '
+                               'conv type anywhere in it): nothing to export')
+        runner.logger.info('DeployCheckpointHook: re-param parts squeezed on export: '
+                           + ', '.join(reparam_paths(runner.cfg)))
 
     def after_train_epoch(self, runner) -> None:
         self._export_new_checkpoint(runner)
@@ -87,16 +100,18 @@ class DeployCheckpointHook(Hook):
         export = export_deploy(runner.cfg, checkpoint, os.path.dirname(checkpoint),
                                runner.work_dir)
         if export is None:
+            runner.logger.warning(f'{checkpoint} is already squeezed: no deploy checkpoint '
+                                  'written')
             return
         runner.logger.info(f'deploy checkpoint written: {export.checkpoint}')
         if self.verify:
             model = export.trained.model
             batch = first_batch_aside(runner.train_dataloader)
             # Training-mode preprocessing pads to one size (mmseg needs it for a batch).
-            inputs = model.data_preprocessor(batch, True)['inputs']
-            difference = export.difference(inputs)
+            data = model.data_preprocessor(batch, True)
+            difference = export.difference(data['inputs'], data['data_samples'])
             message = (f'deploy model (from {os.path.basename(export.checkpoint)}) vs model '
-                       f'of {os.path.basename(checkpoint)}, backbone outputs on one batch: '
+                       f'of {os.path.basename(checkpoint)}, tensor outputs on one batch: '
                        f'max relative difference {difference:.2e}')
             if difference > self.tolerance:
                 runner.logger.error(message + f' exceeds {self.tolerance:.0e}')
