@@ -20,6 +20,7 @@ from mmorepa.engine import (DEPLOY_CONFIG_NAME, ReparamError, build_model, deplo
                             squeezed_state_dict)
 from mmorepa.engine.deploy import relative_difference, tensor_outputs
 from mmorepa.layers import OREPAConv2d, Squeezable
+from tools.analysis import backbone_matrix
 
 RETINANET = 'configs/coco/retinanet_orepa-r50_fpn_1x_coco.py'
 SEGMENTOR = 'configs/cityscapes/pspnet_orepa-r50-d8_4xb2-40k_cityscapes-512x1024.py'
@@ -148,3 +149,14 @@ def test_reparam_layers_no_config_node_names_are_an_error(tmp_path):
     with pytest.raises(ReparamError, match=r'neck\.fpn_convs\.0\.conv'):
         export_deploy(no_node, trained_checkpoint(no_node, str(tmp_path / 'b.pth')),
                       str(tmp_path))
+
+
+@pytest.mark.parametrize('name', sorted(backbone_matrix.NECKS_HEADS))
+def test_neck_or_head_starts_stock_and_squeezes_into_it(name):
+    """Each neck and head of docs/necks_heads.md, float64: started from a stock
+    checkpoint it computes the stock module, and squeezed (branches moved) it
+    loads strictly into the deploy config's stock module, equal outputs."""
+    result = backbone_matrix.check(name, (64, 64), torch.float64)
+    assert result.converted >= 1
+    assert result.start_error <= TOLERANCE[torch.float64]
+    assert result.squeeze_error <= TOLERANCE[torch.float64]

@@ -1,19 +1,21 @@
-"""Checking OREPA inside any backbone: the stock start and the squeeze, measured.
+"""Checking OREPA inside any backbone, neck or head: the stock start and the
+squeeze, measured.
 
-For a stock backbone config (or a built model) the OREPA version is built the
-way a user builds it (a re-param ``conv_cfg``, the ``OREPABackbone`` wrapper,
-or :func:`mmorepa.unsqueeze`), started from a stock checkpoint through
-``init_cfg=dict(type='Pretrained')``, and compared with the stock network;
-then its branches are moved off their start, it is squeezed, the squeezed
-state dict is loaded strictly into the stock backbone of the deploy config,
-and the two are compared again. ``tools/analysis/backbone_matrix.py`` prints
-the table of docs/backbones.md from these checks.
+For a stock module config (or a built model) the OREPA version is built the
+way a user builds it (a re-param ``conv_cfg``, the ``OREPABackbone`` or
+``OREPAModule`` wrapper, or :func:`mmorepa.unsqueeze`), started from a stock
+checkpoint through ``init_cfg=dict(type='Pretrained')``, and compared with
+the stock network; then its branches are moved off their start, it is
+squeezed, the squeezed state dict is loaded strictly into the stock module of
+the deploy config, and the two are compared again.
+``tools/analysis/backbone_matrix.py`` prints the tables of docs/backbones.md
+and docs/necks_heads.md from these checks.
 """
 import inspect
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from mmengine.config import Config
@@ -22,11 +24,13 @@ from torch import nn
 
 from ..layers import ReparamConv2d, reparameterize, unsqueeze
 from ..utils import check_choice
-from .configs import stock_backbone_config
+from .configs import stock_model_config
 from .deploy import relative_difference
 
-#: How a user puts OREPA into a backbone.
-ROUTES = ('conv_cfg', 'wrapper', 'unsqueeze')
+#: How a user puts OREPA into a module.
+ROUTES = ('conv_cfg', 'wrapper', 'module', 'unsqueeze')
+#: Strides of the feature maps a neck or head is fed, finest first.
+FEATURE_STRIDES = (4, 8, 16, 32, 64)
 
 
 @dataclass
@@ -60,11 +64,15 @@ def orepa_config(stock: dict, route: str, scope: str) -> dict:
 
     ``'conv_cfg'`` sets ``conv_cfg=dict(type='OREPA')``, with the backbone's
     own default conv as ``stock_conv_cfg`` where it has one (EfficientNet's
-    ``Conv2dAdaptivePadding``); ``'wrapper'`` wraps it in ``OREPABackbone``.
+    ``Conv2dAdaptivePadding``); ``'wrapper'`` wraps it in ``OREPABackbone``,
+    ``'module'`` in ``OREPAModule``.
     """
-    check_choice('route', route, ROUTES[:2])
+    check_choice('route', route, ROUTES[:3])
     if route == 'wrapper':
         return dict(type='OREPABackbone', backbone=stock)
+    if route == 'module':
+        return dict({key: value for key, value in stock.items() if key != 'type'},
+                    type='OREPAModule', module_type=stock['type'])
     with MODELS.switch_scope_and_registry(scope) as registry:
         default = stock_conv_cfg(registry.get(stock['type']))
     conv_cfg = dict(type='OREPA')
@@ -103,22 +111,43 @@ def _count(model: nn.Module, kind) -> int:
     return sum(isinstance(module, kind) for module in model.modules())
 
 
+def _inputs(size, dtype, generator, channels: Optional[Sequence[int]]):
+    """An image batch, or (``channels``) feature maps at :data:`FEATURE_STRIDES`."""
+    if channels is None:
+        return torch.randn(2, 3, *size, generator=generator).to(dtype)
+    return [torch.randn(2, count, *(max(side // stride, 1) for side in size),
+                        generator=generator).to(dtype)
+            for count, stride in zip(channels, FEATURE_STRIDES)]
+
+
 def check_backbone(stock: dict, route: str, scope: str, size=(64, 64),
-                   dtype: torch.dtype = torch.float32, seed: int = 0) -> BackboneCheck:
-    """Build the OREPA version of the stock backbone ``stock`` and measure it.
+                   dtype: torch.dtype = torch.float32, seed: int = 0,
+                   channels: Optional[Sequence[int]] = None) -> BackboneCheck:
+    """Build the OREPA version of the stock module ``stock`` (a backbone, or a
+    neck or head with ``channels``) and measure it.
 
     Args:
-        stock (dict): Config of a stock backbone in ``scope``.
-        route (str): ``'conv_cfg'`` or ``'wrapper'`` (see :func:`orepa_config`).
+        stock (dict): Config of a stock module in ``scope``.
+        route (str): ``'conv_cfg'``, ``'wrapper'`` or ``'module'`` (see
+            :func:`orepa_config`).
         scope (str): ``'mmpretrain'``, ``'mmdet'`` or ``'mmseg'``.
-        size (tuple[int, int]): Input height and width.
+        size (tuple[int, int]): Input height and width (of the image the
+            feature maps come from, for a neck or head).
         dtype (torch.dtype): Precision of both networks and the checkpoint.
         seed (int): Seed of the weights, statistics and input.
+        channels (Sequence[int], optional): The module takes a list of feature
+            maps with these channels, at :data:`FEATURE_STRIDES`. Default:
+            None (an image batch).
     """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     with DefaultScope.overwrite_default_scope(scope), tempfile.TemporaryDirectory() as folder:
-        reference = _randomize(MODELS.build(dict(stock)).to(dtype), generator)
+        reference = MODELS.build(dict(stock)).to(dtype)
+        if hasattr(reference, 'init_weights'):
+            # Its own start (in dtype): a module that sets some weights after
+            # loading a checkpoint (YOLOXHead's prior biases) then sets what it holds.
+            reference.init_weights()
+        reference = _randomize(reference, generator)
         checkpoint = os.path.join(folder, 'stock.pth')
         torch.save(dict(state_dict=reference.state_dict()), checkpoint)
         trained_cfg = orepa_config(dict(stock), route, scope)
@@ -126,10 +155,10 @@ def check_backbone(stock: dict, route: str, scope: str, size=(64, 64),
         inner['init_cfg'] = dict(type='Pretrained', checkpoint=checkpoint)
         model = MODELS.build(trained_cfg).to(dtype)
         model.init_weights()
-        inputs = torch.randn(2, 3, *size, generator=generator).to(dtype)
+        inputs = _inputs(size, dtype, generator, channels)
         start_error = _compare(reference, model, inputs)
-        deploy = stock_backbone_config(Config(dict(default_scope=scope,
-                                                   model=dict(backbone=trained_cfg))))
+        deploy = stock_model_config(Config(dict(default_scope=scope,
+                                                model=dict(part=trained_cfg))))['part']
         deploy.pop('init_cfg', None)
         deployed = MODELS.build(deploy).to(dtype)
     return _squeeze_and_compare(reference, model, deployed, inputs, start_error, generator)

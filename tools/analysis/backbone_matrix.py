@@ -1,13 +1,17 @@
-"""OREPA in every backbone: builds, starts from the stock checkpoint, squeezes back.
+"""OREPA in every backbone, neck and head: builds, starts from the stock
+checkpoint, squeezes back.
 
-    python tools/analysis/backbone_matrix.py [--only NAME ...] [--size H W] [--float64]
+    python tools/analysis/backbone_matrix.py [--only NAME ...] [--necks-heads] \
+        [--size H W] [--float64]
 
 For each backbone of mmpretrain, mmdet and mmseg (and timm / torchvision
-models), the OREPA version is built the way a user builds it (a re-param
-``conv_cfg``, the ``OREPABackbone`` wrapper, or ``mmorepa.unsqueeze``),
+models), or with ``--necks-heads`` each neck and head of mmdet and mmseg, the
+OREPA version is built the way a user builds it (a re-param ``conv_cfg``, the
+``OREPABackbone`` / ``OREPAModule`` wrapper, or ``mmorepa.unsqueeze``),
 started from a stock checkpoint with random weights and BatchNorm statistics,
-and squeezed into the stock backbone (loaded with ``strict=True``); see
-:mod:`mmorepa.engine.backbone_check`. Prints one markdown row per backbone.
+and squeezed into the stock module of the deploy config (loaded with
+``strict=True``); see :mod:`mmorepa.engine.backbone_check`. Prints one
+markdown row per module.
 """
 import argparse
 import time
@@ -56,6 +60,48 @@ BACKBONES = {
 }
 
 
+BN = dict(type='BN')
+# name -> (library, route, stock config, channels of the feature maps it takes)
+NECKS_HEADS = {
+    'FPN (RetinaNet, P3-P7)': ('mmdet', 'conv_cfg', dict(
+        type='FPN', in_channels=[16, 32, 64, 128], out_channels=32, start_level=1,
+        add_extra_convs='on_input', num_outs=5), [16, 32, 64, 128]),
+    'PAFPN': ('mmdet', 'conv_cfg', dict(type='PAFPN', in_channels=[16, 32, 64, 128],
+                                        out_channels=32, num_outs=5), [16, 32, 64, 128]),
+    'YOLOXPAFPN': ('mmdet', 'conv_cfg', dict(type='YOLOXPAFPN', in_channels=[32, 64, 128],
+                                             out_channels=32, num_csp_blocks=1), [32, 64, 128]),
+    'ChannelMapper (3x3)': ('mmdet', 'conv_cfg', dict(
+        type='ChannelMapper', in_channels=[16, 32], out_channels=32, kernel_size=3,
+        norm_cfg=dict(type='GN', num_groups=8)), [16, 32]),
+    'RetinaHead': ('mmdet', 'conv_cfg', dict(type='RetinaHead', num_classes=3, in_channels=32,
+                                             feat_channels=32, stacked_convs=2), [32] * 5),
+    'FCOSHead (GN)': ('mmdet', 'conv_cfg', dict(type='FCOSHead', num_classes=3, in_channels=32,
+                                                feat_channels=32, stacked_convs=2), [32] * 5),
+    'ATSSHead (GN)': ('mmdet', 'conv_cfg', dict(type='ATSSHead', num_classes=3, in_channels=32,
+                                                feat_channels=32, stacked_convs=2), [32] * 5),
+    'YOLOXHead': ('mmdet', 'conv_cfg', dict(type='YOLOXHead', num_classes=3, in_channels=32,
+                                            feat_channels=32, stacked_convs=2), [32] * 3),
+    'RPNHead (plain nn.Conv2d)': ('mmdet', 'module', dict(type='RPNHead', in_channels=32,
+                                                          feat_channels=32), [32] * 5),
+    'FCNHead (mmseg)': ('mmseg', 'conv_cfg', dict(
+        type='FCNHead', in_channels=64, channels=16, in_index=2, num_convs=2, num_classes=4,
+        norm_cfg=BN), [16, 32, 64, 128]),
+    'PSPHead (mmseg)': ('mmseg', 'conv_cfg', dict(
+        type='PSPHead', in_channels=128, channels=16, in_index=3, num_classes=4,
+        norm_cfg=BN), [16, 32, 64, 128]),
+    'ASPPHead (mmseg)': ('mmseg', 'conv_cfg', dict(
+        type='ASPPHead', in_channels=128, channels=16, in_index=3, dilations=(1, 2, 3, 4),
+        num_classes=4, norm_cfg=BN), [16, 32, 64, 128]),
+    'DepthwiseSeparableASPPHead (mmseg, DeepLabV3+)': ('mmseg', 'module', dict(
+        type='DepthwiseSeparableASPPHead', in_channels=128, channels=16, in_index=3,
+        dilations=(1, 2, 3, 4), c1_in_channels=16, c1_channels=8, num_classes=4,
+        norm_cfg=BN), [16, 32, 64, 128]),
+    'UPerHead (mmseg)': ('mmseg', 'conv_cfg', dict(
+        type='UPerHead', in_channels=[16, 32, 64, 128], in_index=[0, 1, 2, 3], channels=16,
+        num_classes=4, norm_cfg=BN), [16, 32, 64, 128]),
+}
+
+
 def _torchvision(name):
     import torchvision
     return getattr(torchvision.models, name)()
@@ -67,7 +113,10 @@ def _timm(name):
 
 
 def check(name: str, size, dtype):
-    """Run the check of one entry of :data:`BACKBONES`."""
+    """Run the check of one entry of :data:`BACKBONES` or :data:`NECKS_HEADS`."""
+    if name in NECKS_HEADS:
+        library, route, stock, channels = NECKS_HEADS[name]
+        return check_backbone(stock, route, library, size, dtype, channels=channels)
     library, route, stock = BACKBONES[name]
     if route == 'unsqueeze':
         return check_model(stock, size, dtype)
@@ -76,27 +125,31 @@ def check(name: str, size, dtype):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--only', nargs='+', choices=sorted(BACKBONES), metavar='NAME',
-                        help=f'check only these (default: all {len(BACKBONES)})')
+    parser.add_argument('--only', nargs='+', choices=sorted({**BACKBONES, **NECKS_HEADS}),
+                        metavar='NAME', help=f'check only these (default: all {len(BACKBONES)} '
+                        'backbones, or all necks and heads)')
+    parser.add_argument('--necks-heads', action='store_true',
+                        help=f'the {len(NECKS_HEADS)} necks and heads instead of the backbones')
     parser.add_argument('--size', type=int, nargs=2, default=(64, 64), metavar=('H', 'W'),
                         help='input height and width (default: 64 64)')
     parser.add_argument('--float64', action='store_true',
                         help='check in float64 instead of float32')
     args = parser.parse_args(argv)
     dtype = torch.float64 if args.float64 else torch.float32
-    names = args.only or list(BACKBONES)
+    names = args.only or list(NECKS_HEADS if args.necks_heads else BACKBONES)
     rows = []
     for index, name in enumerate(names, 1):
         started = time.time()
         print(f'[{index}/{len(names)}] {name} ...', flush=True)
         result = check(name, args.size, dtype)
-        library, route, _ = BACKBONES[name]
+        library, route = (NECKS_HEADS.get(name) or BACKBONES[name])[:2]
         rows.append(f'| {name} | {library} | {route} | {result.converted} / {result.convs} | '
                     f'{result.squeeze_error:.1e} | {result.start_error:.1e} |')
         print(f'    {time.time() - started:.0f} s: {rows[-1]}', flush=True)
     print(f'\n{str(dtype)[6:]}, input 2 x 3 x {args.size[0]} x {args.size[1]}, '
           f'torch {torch.__version__}\n')
-    print('| backbone | library | route | OREPA layers / convs | squeezed vs OREPA '
+    print(f'| {"neck / head" if args.necks_heads else "backbone"} | library | route | '
+          'OREPA layers / convs | squeezed vs OREPA '
           '(strict load) | OREPA start vs stock |')
     print('|---|---|---|---|---|---|')
     print('\n'.join(rows))
