@@ -19,6 +19,8 @@ from mmorepa.analysis.branch_cosines import (branch_contributions, cosine_matrix
 from mmorepa.analysis.demo_data import ensure_demo_digits, repo_path
 from mmorepa.analysis.json_output import json_safe
 from mmorepa.analysis.post_addition_norm import first_non_finite, remove_post_addition_norms
+from mmorepa.analysis.seeds import (exceeds_spread, format_spread, seed_list, seed_work_dir,
+                                    spread)
 from mmorepa.engine import build_model
 from mmorepa.layers import OREPAConv2d
 from tools.analysis import branch_similarity, int8_table, optimization_equivalence
@@ -301,3 +303,87 @@ def test_int8_table_quantizes_float_and_qat_runs(tmp_path, digits):
         # downsample convs (its 24-channel stem needs one in layer1 too).
         assert len(run['layers']) == 21
     assert (out / 'int8_weights.png').stat().st_size > 0
+
+
+# Seeds -----------------------------------------------------------------------
+
+
+def test_spread_over_seeds():
+    stats = spread([97.0, 98.0, 99.0])
+    assert stats == dict(mean=98.0, std=1.0, min=97.0, max=99.0, n=3)
+    assert format_spread(stats) == '98.00 ± 1.00 (97.00-99.00)'
+    assert format_spread(stats, 1, ranges=False) == '98.0 ± 1.0'
+    single = spread([98.05])
+    assert single['n'] == 1 and single['std'] != single['std']  # one run: no spread (NaN)
+    assert format_spread(single) == '98.05'
+    # A difference only beyond the spread; one run never makes one.
+    assert not exceeds_spread(stats, spread([98.5, 99.5, 100.5]))
+    assert exceeds_spread(stats, spread([101.0, 101.5, 102.0]))
+    assert not exceeds_spread(single, spread([50.0]))
+    assert seed_list(3) == [0, 1, 2] and seed_work_dir('out/run', 0) == 'out/run'
+    assert seed_work_dir('out/run', 2) == 'out/run-seed2'
+    with pytest.raises(ValueError):
+        spread([])
+    with pytest.raises(ValueError):
+        seed_list(0)
+
+
+@pytest.mark.parametrize('tool', [int8_table, post_addition_norm])
+def test_seeds_must_be_positive(tool, capsys):
+    with pytest.raises(SystemExit):
+        tool.parse_args(['--seeds', '0'])
+    assert '--seeds' in capsys.readouterr().err
+    assert tool.parse_args([]).seeds == 1
+
+
+def test_int8_table_over_seeds_keeps_every_run(tmp_path, digits):
+    out = tmp_path / 'out'
+    options = TINY_OPTIONS + ['test_dataloader.dataset.indices=8', 'test_dataloader.batch_size=8']
+    assert int8_table.main(['--models', 'ResNet-18', '--weight-ranges', 'reduced', '--epochs', '1',
+                            '--seeds', '2', '--calib-batches', '1', '--rounds', '1',
+                            '--repeats', '1', '--data-root', digits, '--out', str(out),
+                            *options]) == 0
+    report = read_json(out / 'int8_table.json')
+    assert report['settings']['seeds'] == 2
+    row = report['rows']['ResNet-18, float, reduced']
+    assert row['seeds'] == [0, 1]
+    for key in ('fp32', 'int8', 'sqnr', 'train_loss'):
+        assert set(row[key]) == {'mean', 'std', 'min', 'max', 'n'} and row[key]['n'] == 2
+        assert row[key]['min'] <= row[key]['mean'] <= row[key]['max']
+    runs = report['runs']['ResNet-18, float, reduced']
+    assert [run['seed'] for run in runs] == [0, 1]
+    assert all(len(run['train_losses']) == 1 and 'accuracy/top1' in run['metrics']['int8']
+               for run in runs)
+    # Another seed: other initial weights and batches.
+    assert runs[0]['train_losses'] != runs[1]['train_losses']
+    assert (out / 'ResNet-18' / 'float-seed1' / 'epoch_1.pth').exists()
+
+
+@pytest.mark.slow
+def test_post_addition_norm_over_seeds_keeps_every_run(tmp_path, digits):
+    out = tmp_path / 'out'
+    assert post_addition_norm.main(['--epochs', '1', '--seeds', '2', '--data-root', digits,
+                                    '--out', str(out), *TINY_OPTIONS]) == 0
+    runs = read_json(out / 'post_addition_norm.json')['runs']
+    assert list(runs) == [post_addition_norm.WITH_NORM, post_addition_norm.WITHOUT_NORM]
+    for variant in runs.values():
+        assert [run['seed'] for run in variant['seeds']] == [0, 1]
+        assert all(run['iterations'] == 1 and run['verdict'] for run in variant['seeds'])
+        assert variant['val_top1']['n'] == 2 and 0 <= variant['diverged'] <= 2
+    first, second = runs[post_addition_norm.WITH_NORM]['seeds']
+    assert first['records'][0]['loss'] != second['records'][0]['loss']
+
+
+@pytest.mark.slow
+def test_compare_scalings_over_seeds_keeps_every_run(tmp_path, digits):
+    out = tmp_path / 'out'
+    assert branch_similarity.main(['--compare-scalings', '--scalings', 'none', '--epochs', '1',
+                                   '--seeds', '2', '--data-root', digits, '--out', str(out),
+                                   *TINY_OPTIONS]) == 0
+    variant = read_json(out / 'scalings.json')['variants']['none']
+    assert [run['seed'] for run in variant['seeds']] == [0, 1]
+    assert all(len(run['records']) == 2 for run in variant['seeds'])
+    for key in ('val_top1', 'mean_off_diagonal_abs', 'moved_mean_off_diagonal_abs'):
+        assert variant[key]['n'] == 2 and variant[key]['min'] <= variant[key]['max']
+    starts = [run['records'][0]['mean_off_diagonal_abs'] for run in variant['seeds']]
+    assert starts[0] != starts[1]  # other initial weights

@@ -9,7 +9,8 @@ comparisons and verdicts); :mod:`.post_addition_norm` (Table 3, last row);
 :mod:`.int8_table` (float32 and INT8 of the shipped configs);
 :mod:`.demo_data` (the demo digits and recipe), :mod:`.demo_training`
 (training any classification config on them), :mod:`.training_records`
-(recording hooks); :mod:`.figures` (matplotlib, imported when drawing),
+(recording hooks), :mod:`.seeds` (results over seeds and their spread);
+:mod:`.figures` (matplotlib, imported when drawing),
 :mod:`.json_output` (the JSON every command writes) and :mod:`.cli` (shared
 arguments). It sits on top of the package, above :mod:`mmorepa.quantization`.
 """

@@ -16,6 +16,7 @@ from .branch_cosines import (layer_contributions, mean_off_diagonal_abs, mean_ov
                              model_similarities, moved_similarities)
 from .demo_data import repo_path
 from .demo_training import demo_training_config, train_on_demo
+from .seeds import spread
 from .training_records import ValMetricsRecorder
 
 # Table 3's scaling rows on OREPA-ResNet-18, relative to the repository.
@@ -25,6 +26,7 @@ SCALING_CONFIGS = OrderedDict([
     ('none', 'configs/imagenet/ablations/orepa-resnet18_no-scaling_8xb32-120e_in1k.py'),
 ])
 CHECKPOINT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+TOP1 = 'accuracy/top1'
 
 
 def _print(line: str) -> None:
@@ -181,3 +183,27 @@ def train_scaling(scaling: str, data_root: str, work_dir: str, epochs: int,
     recorder, validation = SimilarityRecorder(log), ValMetricsRecorder()
     train_on_demo(cfg, hooks=[recorder, validation])
     return recorder.records, validation.metrics[-1] if validation.metrics else {}
+
+
+def scaling_seed_summary(runs: List[Tuple[int, List[dict], dict]]) -> dict:
+    """One scaling over seeds: every run, and the spread of its numbers after
+    the last epoch.
+
+    Args:
+        runs (list[tuple]): ``(seed, records, val_metrics)`` per seed, as
+            :func:`train_scaling` returns them.
+
+    Returns:
+        dict: ``seeds`` (each with ``seed``, ``val_metrics`` and its public
+        ``records``), and :func:`.seeds.spread` of ``val_top1``,
+        ``mean_off_diagonal_abs`` and ``moved_mean_off_diagonal_abs`` (the
+        last record's; NaN when nothing moved).
+    """
+    last = [records[-1] for _, records, _ in runs]
+    return dict(
+        seeds=[dict(seed=seed, val_metrics=val, records=[public_record(r) for r in records])
+               for seed, records, val in runs],
+        val_top1=spread(val.get(TOP1, math.nan) for _, _, val in runs),
+        mean_off_diagonal_abs=spread(r['mean_off_diagonal_abs'] for r in last),
+        moved_mean_off_diagonal_abs=spread(
+            r['moved']['mean_off_diagonal_abs'] if r['moved'] else math.nan for r in last))

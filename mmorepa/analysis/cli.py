@@ -8,8 +8,8 @@ from ..engine.cli import positive_int
 
 def add_demo_training_arguments(parser: argparse.ArgumentParser, out: str,
                                 when: str = '') -> None:
-    """``--epochs``, ``--data-root``, ``--cfg-options`` and ``--out``: what the
-    commands that train on the demo data share.
+    """``--epochs``, ``--seeds``, ``--data-root``, ``--cfg-options`` and
+    ``--out``: what the commands that train on the demo data share.
 
     Args:
         parser (argparse.ArgumentParser): The command's parser.
@@ -18,6 +18,10 @@ def add_demo_training_arguments(parser: argparse.ArgumentParser, out: str,
     """
     parser.add_argument('--epochs', type=positive_int, default=3,
                         help=f'{when}training epochs (default: 3)')
+    parser.add_argument('--seeds', type=positive_int, default=1,
+                        help=f'{when}train every run with seeds 0 .. N-1 and report each '
+                        'number as mean, standard deviation, min and max over them; the JSON '
+                        'keeps every run (default: 1)')
     parser.add_argument('--data-root', help=f'{when}folder of the demo digits (default: '
                         'OUT/digits; written when missing)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,

@@ -8,9 +8,11 @@ the export path and quantized by ``tools/quantize.py``'s path
 can train on their INT8 deploy grid also train with
 ``model.backbone.quantize_kernels=<range>``.
 """
+import json
+import math
 import os
 from collections import OrderedDict
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 from mmengine.config import Config
@@ -21,6 +23,8 @@ from ..quantization.ptq import float_onnx_path, quantize_checkpoint
 from ..quantization.weight_ranges import channel_stats
 from .demo_data import repo_path
 from .demo_training import demo_training_config, train_on_demo
+from .seeds import spread, spreads
+from .training_records import EpochLossRecorder
 
 # name: (config relative to the repository, whether its layers can train on
 # their INT8 deploy grid, options). The RepVGG config builds mmpretrain's
@@ -35,6 +39,13 @@ MODELS = OrderedDict([
     ('OREPA-VGG-A0', ('configs/imagenet/orepa-vgg-A0_8xb32-120e_in1k.py', False, {})),
 ])
 TOP1 = 'accuracy/top1'
+# Beside each run's last checkpoint: its training loss per epoch, for reuse.
+TRAIN_LOSS_FILE = 'train_loss.json'
+# A run converged when its last-epoch loss is within this factor of the others'.
+CONVERGENCE_FACTOR = 2.0
+# The numbers of a row that are summarized over seeds.
+ROW_NUMBERS = ('fp32', 'int8', 'drop', 'sqnr', 'agreement', 'train_loss', 'weight_sqnr',
+               'worst_weight_sqnr', 'peak_to_std', 'channel_range')
 
 
 def _print(line: str) -> None:
@@ -44,10 +55,12 @@ def _print(line: str) -> None:
 def trained_deploy(name: str, data_root: str, work_dir: str, epochs: int,
                    qat_range: Optional[str] = None, cfg_options: Optional[dict] = None,
                    seed: int = 0, log: Optional[Callable[[str], None]] = None
-                   ) -> Tuple[Config, str]:
+                   ) -> Tuple[Config, str, List[float]]:
     """Train (or reuse) one run of a :data:`MODELS` entry and squeeze it.
 
-    A finished run is reused when its last checkpoint exists.
+    A finished run is reused when its last checkpoint exists; its training
+    losses are read back from :data:`TRAIN_LOSS_FILE` (empty when the run
+    predates that file).
 
     Args:
         name (str): A key of :data:`MODELS`.
@@ -62,8 +75,9 @@ def trained_deploy(name: str, data_root: str, work_dir: str, epochs: int,
             printing them.
 
     Returns:
-        tuple[Config, str]: The training config and the deploy checkpoint
-        (the trained one itself for a plain network).
+        tuple[Config, str, list[float]]: The training config, the deploy
+        checkpoint (the trained one itself for a plain network) and the mean
+        training loss of every epoch.
     """
     log = log or _print
     options = dict(MODELS[name][2], **(cfg_options or {}))
@@ -72,13 +86,23 @@ def trained_deploy(name: str, data_root: str, work_dir: str, epochs: int,
     cfg = demo_training_config(repo_path(MODELS[name][0]), data_root, work_dir, epochs,
                                options, seed)
     checkpoint = os.path.join(work_dir, f'epoch_{epochs}.pth')
+    loss_file = os.path.join(work_dir, TRAIN_LOSS_FILE)
     if os.path.exists(checkpoint):
         log(f'    reusing {checkpoint}')
+        losses = []
+        if os.path.exists(loss_file):
+            with open(loss_file) as file:
+                losses = json.load(file)['epoch_losses']
     else:
-        train_on_demo(cfg)
+        recorder = EpochLossRecorder()
+        train_on_demo(cfg, hooks=[recorder])
+        losses = recorder.losses
+        with open(loss_file, 'w') as file:
+            json.dump(dict(epoch_losses=[None if math.isnan(x) else x for x in losses]), file)
+    losses = [math.nan if x is None else x for x in losses]
     if not is_reparam_config(cfg):
-        return cfg, checkpoint
-    return cfg, export_deploy(cfg, checkpoint, work_dir).checkpoint
+        return cfg, checkpoint, losses
+    return cfg, export_deploy(cfg, checkpoint, work_dir).checkpoint, losses
 
 
 def quantize_run(cfg: Config, deploy: str, weight_range: str, calib_batches: int,
@@ -116,15 +140,57 @@ def row_summary(run: dict) -> dict:
 
     Returns:
         dict: ``fp32``, ``int8`` and ``drop`` (top-1 %), ``sqnr``,
-        ``agreement``, ``latency``, and the deployed kernels' median and
-        worst weight SQNR, median ``peak_to_std`` and largest
-        ``channel_range``.
+        ``agreement``, ``latency``, ``train_loss`` (the last epoch's mean;
+        NaN when unknown), and the deployed kernels' median and worst weight
+        SQNR, median ``peak_to_std`` and largest ``channel_range``.
     """
     fp32, int8 = run['metrics']['fp32'][TOP1], run['metrics']['int8'][TOP1]
     layers = run['layers']
+    losses = run.get('train_losses') or [math.nan]
     return dict(fp32=fp32, int8=int8, drop=fp32 - int8, sqnr=run['sqnr_db'],
                 agreement=run['agreement'], latency=run['latency_ratio'],
+                train_loss=losses[-1],
                 weight_sqnr=float(np.median([x['sqnr_per_channel_db'] for x in layers])),
                 worst_weight_sqnr=float(min(x['sqnr_per_channel_db'] for x in layers)),
                 peak_to_std=float(np.median([x['peak_to_std'] for x in layers])),
                 channel_range=float(max(x['channel_range'] for x in layers)))
+
+
+def seed_summary(runs: List[dict]) -> dict:
+    """One row over the runs of several seeds.
+
+    Args:
+        runs (list[dict]): One :func:`quantize_run` (with ``seed`` and
+            ``train_losses``) per seed.
+
+    Returns:
+        dict: ``seeds``; :func:`.seeds.spread` of every number of
+        :data:`ROW_NUMBERS`; ``latency``, the spread of the per-seed median
+        INT8 / float32 latency ratios.
+    """
+    rows = [row_summary(run) for run in runs]
+    summary = dict(seeds=[run.get('seed') for run in runs], **spreads(rows, ROW_NUMBERS))
+    summary['latency'] = spread(row['latency']['median'] for row in rows)
+    return summary
+
+
+def converged(train_loss: float, others: List[float]) -> bool:
+    """Whether a run's last-epoch loss is within :data:`CONVERGENCE_FACTOR` of
+    the median of the other runs' (a NaN loss never is).
+
+    Args:
+        train_loss (float): The run's last-epoch mean training loss.
+        others (list[float]): The other models' (finite ones count).
+
+    Returns:
+        bool: True when within the factor, or when there is nothing to
+        compare with.
+    """
+    finite = sorted(x for x in others if math.isfinite(x))
+    if not math.isfinite(train_loss):
+        return False
+    if not finite:
+        return True
+    middle = len(finite) // 2
+    median = finite[middle] if len(finite) % 2 else (finite[middle - 1] + finite[middle]) / 2
+    return train_loss <= CONVERGENCE_FACTOR * median

@@ -8,13 +8,16 @@ shortcuts of basic blocks) stay: they are not post-addition norms. The convs
 keep no bias, as in the paper's ablation, which removes the norm only.
 """
 import math
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from torch import nn
 
 from ..layers import ReparamConv2d, conv_norm_pairs, set_submodule
 from .demo_training import demo_training_config, train_on_demo
+from .seeds import spread
 from .training_records import ValMetricsRecorder, record_updates
+
+TOP1 = 'accuracy/top1'
 
 
 def _print(line: str) -> None:
@@ -125,3 +128,21 @@ def verdict(run: dict) -> str:
         return f'diverged: non-finite loss or gradient from iteration {broken}'
     return (f'did not diverge in {run["iterations"]} iterations (final loss '
             f'{run["final_loss"]:.4g}, largest gradient norm {run["max_grad_norm"]:.4g})')
+
+
+def seed_summary(runs: List[Tuple[int, dict]]) -> dict:
+    """One variant over seeds: every run, and the spread of its numbers.
+
+    Args:
+        runs (list[tuple[int, dict]]): ``(seed, run)`` pairs, each run from
+            :func:`train_norm_variant`.
+
+    Returns:
+        dict: ``seeds`` (every run with its ``seed`` and :func:`verdict`),
+        ``val_top1`` and ``final_loss`` (:func:`.seeds.spread`; NaN values
+        count as NaN) and ``diverged`` (how many runs did).
+    """
+    return dict(seeds=[dict(run, seed=seed, verdict=verdict(run)) for seed, run in runs],
+                val_top1=spread(run['val_metrics'].get(TOP1, math.nan) for _, run in runs),
+                final_loss=spread(run['final_loss'] for _, run in runs),
+                diverged=sum(run['first_non_finite_iteration'] is not None for _, run in runs))

@@ -1,5 +1,6 @@
 """What an analysis records while a Runner trains: per-update loss, gradient
-norm and learning rate, and the validation metrics."""
+norm and learning rate, the mean training loss per epoch, and the validation
+metrics."""
 import math
 from typing import Dict, List, Optional
 
@@ -69,3 +70,24 @@ class ValMetricsRecorder(Hook):
 
     def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
         self.metrics.append({key: float(value) for key, value in (metrics or {}).items()})
+
+
+class EpochLossRecorder(Hook):
+    """Keeps the mean training loss of every epoch, in order, in :attr:`losses`.
+
+    Reads the ``loss`` the model's ``train_step`` reports after each
+    iteration (a non-finite loss is kept as it is); changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.losses: List[float] = []
+        self._epoch: List[float] = []
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs: Optional[dict] = None) -> None:
+        if outputs and 'loss' in outputs:
+            self._epoch.append(float(outputs['loss']))
+
+    def after_train_epoch(self, runner) -> None:
+        self.losses.append(sum(self._epoch) / len(self._epoch) if self._epoch else math.nan)
+        self._epoch = []

@@ -3,7 +3,7 @@
     python tools/analysis/branch_similarity.py CONFIG CHECKPOINT [--out DIR]
     python tools/analysis/branch_similarity.py CONFIG WORK_DIR [--out DIR]
     python tools/analysis/branch_similarity.py --compare-scalings [--epochs 3] [--out DIR]
-        [--scalings vector scalar none] [--cfg-options KEY=VALUE ...]
+        [--scalings vector scalar none] [--seeds 1] [--cfg-options KEY=VALUE ...]
 
 A branch's contribution is its kernel times its scale (``scale_b[o] K_b[o]``,
 the term it adds to the squeezed kernel); two contributions are compared as
@@ -20,7 +20,11 @@ cosines at the start and after every epoch, and after an epoch also the
 cosines between the branches' *changes* since the start (whether training
 moves the branches alike, sec. 3.4): ``OUT/scalings.json``,
 ``OUT/scalings.png`` (side by side) and ``OUT/scaling_<name>.png`` (every
-layer after training). The logic is :mod:`mmorepa.analysis.branch_similarity`.
+layer after training). With ``--seeds N`` each scaling trains with seeds
+0 .. N-1; it prints the validation top-1 and the last epoch's mean |cosine|
+(of the contributions and of their changes) as mean ± std (min-max), the
+pictures show seed 0, and the JSON keeps every run. The logic is
+:mod:`mmorepa.analysis.branch_similarity`.
 """
 import argparse
 import os
@@ -28,12 +32,14 @@ from collections import OrderedDict
 
 import mmorepa  # noqa: F401  (registers the plugin, allows OpenMMLab checkpoints)
 from mmorepa.analysis.branch_similarity import (SCALING_CONFIGS, checkpoint_similarity,
-                                                public_record, run_checkpoints, train_scaling)
+                                                public_record, run_checkpoints,
+                                                scaling_seed_summary, train_scaling)
 from mmorepa.analysis.cli import add_demo_training_arguments
 from mmorepa.analysis.demo_data import ensure_demo_digits
 from mmorepa.analysis.figures import (plot_layer_heat_maps, plot_scaling_comparison,
                                       plot_similarity_over_run)
 from mmorepa.analysis.json_output import write_json
+from mmorepa.analysis.seeds import format_spread, seed_list, seed_work_dir
 from mmorepa.engine import tool_main
 from mmorepa.engine.cli import load_config
 
@@ -95,25 +101,36 @@ def analyse_checkpoints(args) -> None:
 
 def compare_scalings(args) -> None:
     data_root = ensure_demo_digits(args.data_root or os.path.join(args.out, 'digits'))
-    variants, val_metrics = OrderedDict(), {}
-    for index, name in enumerate(args.scalings, 1):
-        print(f'[{index}/{len(args.scalings)}] scaling={name}: training {args.epochs} epoch(s) '
-              f'on the demo digits ({SCALING_CONFIGS[name]})', flush=True)
-        variants[name], val_metrics[name] = train_scaling(
-            name, data_root, os.path.join(args.out, 'train', name), args.epochs,
-            args.cfg_options)
-        plot_layer_heat_maps(*variants[name][-1]['_tensors'],
-                             os.path.join(args.out, f'scaling_{name}.png'),
-                             f'branch cosines, scaling={name}, after epoch {args.epochs}')
+    variants, val_metrics, seed_runs = OrderedDict(), {}, OrderedDict()
+    plan = [(seed, name) for seed in seed_list(args.seeds) for name in args.scalings]
+    for index, (seed, name) in enumerate(plan, 1):
+        seed_note = f', seed {seed}' if args.seeds > 1 else ''
+        print(f'[{index}/{len(plan)}] scaling={name}{seed_note}: training {args.epochs} '
+              f'epoch(s) on the demo digits ({SCALING_CONFIGS[name]})', flush=True)
+        records, val = train_scaling(
+            name, data_root, seed_work_dir(os.path.join(args.out, 'train', name), seed),
+            args.epochs, args.cfg_options, seed)
+        seed_runs.setdefault(name, []).append((seed, records, val))
+        if seed == 0:  # the pictures and the per-epoch table: seed 0
+            variants[name], val_metrics[name] = records, val
+            plot_layer_heat_maps(*records[-1]['_tensors'],
+                                 os.path.join(args.out, f'scaling_{name}.png'),
+                                 f'branch cosines, scaling={name}, after epoch {args.epochs}')
     comparison = os.path.join(args.out, 'scalings.png')
     plot_scaling_comparison(variants, comparison,
                             f'OREPA-ResNet-18 on the demo digits, {args.epochs} epoch(s): '
                             'mean branch cosine over layers')
-    json_path = write_json(os.path.join(args.out, 'scalings.json'), vars(args), dict(
-        variants=OrderedDict((name, dict(config=SCALING_CONFIGS[name],
-                                         val_metrics=val_metrics[name],
-                                         records=[public_record(r) for r in records]))
-                             for name, records in variants.items())))
+    if args.seeds > 1:
+        json_path = write_json(os.path.join(args.out, 'scalings.json'), vars(args), dict(
+            variants=OrderedDict((name, dict(config=SCALING_CONFIGS[name],
+                                             **scaling_seed_summary(runs)))
+                                 for name, runs in seed_runs.items())))
+    else:
+        json_path = write_json(os.path.join(args.out, 'scalings.json'), vars(args), dict(
+            variants=OrderedDict((name, dict(config=SCALING_CONFIGS[name],
+                                             val_metrics=val_metrics[name],
+                                             records=[public_record(r) for r in records]))
+                                 for name, records in variants.items())))
     epochs = [f'epoch {record["epoch"]}' for record in next(iter(variants.values()))]
     print('\nmean |cosine| between branches (contributions; changes since epoch 0), over layers')
     print(f'{"scaling":8s} ' + ' '.join(f'{epoch:>15s}' for epoch in epochs))
@@ -129,7 +146,22 @@ def compare_scalings(args) -> None:
         if records[-1]['moved'] is not None:
             print('their changes since epoch 0:')
             print_means(records[-1]['moved'])
+    if args.seeds > 1:
+        print_seed_spread(seed_runs)
     print(f'wrote {comparison}, {json_path} and scaling_<name>.png in {args.out}')
+
+
+def print_seed_spread(seed_runs: dict) -> None:
+    """Top-1 and the last epoch's mean |cosine| over seeds, per scaling."""
+    summaries = {name: scaling_seed_summary(runs) for name, runs in seed_runs.items()}
+    seeds = len(next(iter(seed_runs.values())))
+    print(f'\nafter the last epoch, mean ± std (min-max) over {seeds} seeds')
+    print(f'{"scaling":8s} {"val top-1 %":>28s} {"mean |cosine|":>28s} '
+          f'{"changes since epoch 0":>28s}')
+    for name, summary in summaries.items():
+        print(f'{name:8s} {format_spread(summary["val_top1"]):>28s} '
+              f'{format_spread(summary["mean_off_diagonal_abs"], 3):>28s} '
+              f'{format_spread(summary["moved_mean_off_diagonal_abs"], 3):>28s}')
 
 
 def print_means(record: dict) -> None:

@@ -1,7 +1,7 @@
 """Training with and without OREPA's post-addition norm (the paper's Table 3, last row).
 
     python tools/analysis/post_addition_norm.py [--config CONFIG] [--epochs 3] [--lr LR]
-        [--out work_dirs/post_addition_norm] [--cfg-options KEY=VALUE ...]
+        [--seeds 1] [--out work_dirs/post_addition_norm] [--cfg-options KEY=VALUE ...]
 
 Trains the config's model (default: OREPA-ResNet-18) twice on the demo digits
 (:mod:`mmorepa.analysis.demo_data`: same data, schedule and seed 0, so the
@@ -14,6 +14,9 @@ keep no bias, as in the paper's ablation, which removes the norm only.
 Records the loss and the total gradient norm of every update, and says
 whether and when either run diverges (a non-finite loss or gradient).
 Writes ``OUT/post_addition_norm.json`` and ``OUT/post_addition_norm.png``.
+With ``--seeds N`` both variants train with seeds 0 .. N-1 (one seed for the
+pair, as above); it prints each seed's verdict and the validation top-1 and
+final loss as mean ± std (min-max), and the JSON keeps every run.
 The logic is :mod:`mmorepa.analysis.post_addition_norm`.
 """
 import argparse
@@ -25,7 +28,8 @@ from mmorepa.analysis.cli import add_demo_training_arguments
 from mmorepa.analysis.demo_data import ROOT, ensure_demo_digits, repo_path
 from mmorepa.analysis.figures import plot_training_curves
 from mmorepa.analysis.json_output import write_json
-from mmorepa.analysis.post_addition_norm import train_norm_variant, verdict
+from mmorepa.analysis.post_addition_norm import seed_summary, train_norm_variant, verdict
+from mmorepa.analysis.seeds import format_spread, seed_list, seed_work_dir
 from mmorepa.engine import tool_main
 
 DEFAULT_CONFIG = 'configs/imagenet/orepa-resnet18_8xb32-120e_in1k.py'
@@ -52,17 +56,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def print_seeds(summaries: dict) -> None:
+    for name, summary in summaries.items():
+        print(f'{name}:')
+        for run in summary['seeds']:
+            print(f'    seed {run["seed"]}: {run["verdict"]}; validation {run["val_metrics"]}')
+    print(f'\n{"over " + str(len(summary["seeds"])) + " seeds":28s} {"val top-1 %":>28s} '
+          f'{"final loss":>28s} {"diverged":>9s}')
+    for name, summary in summaries.items():
+        print(f'{name:28s} {format_spread(summary["val_top1"]):>28s} '
+              f'{format_spread(summary["final_loss"], 3):>28s} '
+              f'{summary["diverged"]:>5d} / {len(summary["seeds"])}')
+
+
 @tool_main
 def main(argv=None):
     args = parse_args(argv)
     data_root = ensure_demo_digits(args.data_root or os.path.join(args.out, 'digits'))
-    runs = OrderedDict()
-    for index, (name, without_norm) in enumerate(((WITH_NORM, False), (WITHOUT_NORM, True)), 1):
-        print(f'[{index}/2] {name}: training {args.epochs} epoch(s) on the demo digits '
-              f'({os.path.relpath(args.config, ROOT)})', flush=True)
+    seed_runs = OrderedDict()
+    variants = ((WITH_NORM, False), (WITHOUT_NORM, True))
+    plan = [(seed, name, without_norm) for seed in seed_list(args.seeds)
+            for name, without_norm in variants]
+    for index, (seed, name, without_norm) in enumerate(plan, 1):
+        seed_note = f', seed {seed}' if args.seeds > 1 else ''
+        print(f'[{index}/{len(plan)}] {name}{seed_note}: training {args.epochs} epoch(s) on the '
+              f'demo digits ({os.path.relpath(args.config, ROOT)})', flush=True)
         folder = 'without_norm' if without_norm else 'with_norm'
-        runs[name] = train_norm_variant(args.config, data_root, os.path.join(args.out, folder),
-                                        args.epochs, without_norm, args.lr, args.cfg_options)
+        seed_runs.setdefault(name, []).append((seed, train_norm_variant(
+            args.config, data_root, seed_work_dir(os.path.join(args.out, folder), seed),
+            args.epochs, without_norm, args.lr, args.cfg_options, seed)))
+    if args.seeds > 1:
+        write_seeds(args, seed_runs)
+        return
+    runs = OrderedDict((name, runs[0][1]) for name, runs in seed_runs.items())
     print()
     for name, run in runs.items():
         print(f'{name}: {verdict(run)}; validation {run["val_metrics"]}')
@@ -84,6 +110,23 @@ def main(argv=None):
                          {name: run['first_non_finite_iteration'] for name, run in runs.items()})
     write_json(json_path, vars(args), dict(runs=OrderedDict(
         (name, dict(run, verdict=verdict(run))) for name, run in runs.items())))
+    print(f'\nwrote {json_path} and {png_path}')
+
+
+def write_seeds(args, seed_runs: dict) -> None:
+    summaries = OrderedDict((name, seed_summary(runs)) for name, runs in seed_runs.items())
+    print()
+    print_seeds(summaries)
+    os.makedirs(args.out, exist_ok=True)
+    png_path = os.path.join(args.out, 'post_addition_norm.png')
+    json_path = os.path.join(args.out, 'post_addition_norm.json')
+    plot_training_curves({f'{name}, seed {seed}': run['records']
+                          for name, runs in seed_runs.items() for seed, run in runs},
+                         png_path, f'{os.path.basename(args.config)} on the demo digits, '
+                         f'seeds 0-{args.seeds - 1}',
+                         {f'{name}, seed {seed}': run['first_non_finite_iteration']
+                          for name, runs in seed_runs.items() for seed, run in runs})
+    write_json(json_path, vars(args), dict(runs=summaries))
     print(f'\nwrote {json_path} and {png_path}')
 
 
