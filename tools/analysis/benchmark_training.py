@@ -8,7 +8,9 @@ stock ResNet), dbb, orepa, orepa-reference (the block written directly),
 orepa-compiled (kernel generation through ``torch.compile``); ``repvgg-*``
 likewise; ``resnet18-components``: the paper's Figure 8 rows (online, +prior,
 +separable, +linear stem, +rep-1x1) with DBB, the offline counterpart of the
-first; ``faster-rcnn-r50``: mmdet's Faster R-CNN R-50-FPN training step;
+first; ``faster-rcnn-r50`` and ``retinanet-r50``: mmdet's R-50-FPN detectors'
+training step, re-param in the backbone (orepa, dbb) or also in the neck and
+head (orepa-everywhere, dbb-everywhere);
 ``regnetx-400mf`` (mmdet's RegNet) and ``mobilenet-v2`` (mmpretrain's): plain,
 and OREPA through ``mmorepa.unsqueeze`` converting every conv kind (orepa), all
 but the dense 1x1 convs (orepa-no-1x1), or the dense k x k convs only
