@@ -17,8 +17,11 @@ OREPA_ARGUMENTS = 'orepa'
 MODULE_TYPE = 'module_type'
 
 
-def _is_pretrained(init_cfg: dict) -> bool:
-    return init_cfg['type'] == 'Pretrained' or init_cfg['type'] is PretrainedInit
+def is_pretrained_init(init_cfg) -> bool:
+    """Whether an ``init_cfg`` entry loads a checkpoint (``type='Pretrained'``,
+    by name or class)."""
+    return isinstance(init_cfg, dict) and (init_cfg.get('type') == 'Pretrained'
+                                           or init_cfg.get('type') is PretrainedInit)
 
 
 def build_unsqueezed(module: dict,
@@ -55,11 +58,11 @@ def build_unsqueezed(module: dict,
     model = MODELS.build(module)
     configs = getattr(model, 'init_cfg', None)
     configs = [] if configs is None else configs if isinstance(configs, list) else [configs]
-    pretrained = [cfg for cfg in configs if _is_pretrained(cfg)]
+    pretrained = [cfg for cfg in configs if is_pretrained_init(cfg)]
     if isinstance(model, BaseModule):
         # The stock start of every conv, which the OREPA layers then equal;
         # the checkpoint is loaded later, by the Runner, into the layers.
-        model.init_cfg = [cfg for cfg in configs if not _is_pretrained(cfg)] or None
+        model.init_cfg = [cfg for cfg in configs if not is_pretrained_init(cfg)] or None
         model.init_weights()
         model.init_cfg = pretrained or None
         if pretrained:

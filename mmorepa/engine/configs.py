@@ -14,7 +14,7 @@ from mmengine.registry import MODELS, DefaultScope
 from torch import nn
 
 from ..backbones import ReparamBackbone, build_orepa_backbone, build_orepa_module
-from ..backbones.orepa_backbone import MODULE_TYPE, OREPA_ARGUMENTS
+from ..backbones.orepa_backbone import MODULE_TYPE, OREPA_ARGUMENTS, is_pretrained_init
 from ..layers import builds_reparam_layers
 from .errors import ReparamError
 
@@ -102,12 +102,18 @@ def _rewrite(value: Any, scope: str, path: str, found: List[str]) -> Any:
     return value
 
 
+def _stock_part(cfg: Config, key: Optional[str] = None) -> Tuple[Any, List[str]]:
+    """``cfg.model`` (or its part ``key``) rewritten (:func:`_rewrite`), and the
+    paths of the re-param nodes in it."""
+    found: List[str] = []
+    part, path = (cfg.model, 'model') if key is None else (cfg.model[key], f'model.{key}')
+    return _rewrite(part, cfg.get('default_scope'), path, found), found
+
+
 def reparam_paths(cfg: Config) -> List[str]:
     """Where ``cfg.model`` trains re-param layers: the paths of the config nodes
     the deploy rewrite replaces, e.g. ``['model.backbone', 'model.neck.conv_cfg']``."""
-    found: List[str] = []
-    _rewrite(cfg.model, cfg.get('default_scope'), 'model', found)
-    return found
+    return _stock_part(cfg)[1]
 
 
 def is_reparam_config(cfg: Config) -> bool:
@@ -124,8 +130,7 @@ def stock_model_config(cfg: Config) -> dict:
         ReparamError: The model trains no re-param layers, or a re-param
             backbone's stock counterpart cannot take one of its arguments.
     """
-    found: List[str] = []
-    model = _rewrite(cfg.model, cfg.get('default_scope'), 'model', found)
+    model, found = _stock_part(cfg)
     if not found:
         raise ReparamError('cfg.model trains no re-param layers (a re-param backbone, '
                            'OREPABackbone, OREPAModule or a re-param conv type anywhere in it): '
@@ -140,8 +145,7 @@ def stock_backbone_config(cfg: Config) -> dict:
         ReparamError: The backbone trains no re-param layers, or its stock
             counterpart cannot take one of its arguments.
     """
-    found: List[str] = []
-    backbone = _rewrite(cfg.model.backbone, cfg.get('default_scope'), 'model.backbone', found)
+    backbone, found = _stock_part(cfg, 'backbone')
     if not found:
         raise ReparamError(f'cfg.model.backbone ({cfg.model.backbone.get("type")}) trains no '
                            're-param layers (a re-param backbone, OREPABackbone or a re-param '
@@ -154,12 +158,10 @@ def _without_pretrained(value: Any) -> Any:
     if isinstance(value, dict):
         value = {key: _without_pretrained(item) for key, item in value.items()}
         init_cfg = value.get('init_cfg')
-        if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+        if is_pretrained_init(init_cfg):
             value.pop('init_cfg')
         elif isinstance(init_cfg, list):
-            value['init_cfg'] = [item for item in init_cfg
-                                 if not (isinstance(item, dict)
-                                         and item.get('type') == 'Pretrained')] or None
+            value['init_cfg'] = [item for item in init_cfg if not is_pretrained_init(item)] or None
         return value
     if isinstance(value, (list, tuple)):
         return type(value)(_without_pretrained(item) for item in value)

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..layers import int8_weight_grid, reparameterize
 from ..utils import name_list
-from .checkpoint_io import atomic_output, save_atomic
+from .checkpoint_io import atomic_output, read_checkpoint, save_atomic
 from .configs import deploy_config
 from .errors import ReparamError
 from .trained_model import SQUEEZED, TrainedModel, build_stock_model, load_trained_model
@@ -83,6 +83,12 @@ class DeployExport:
                                    tensor_outputs(self.deployed.model, inputs, data_samples))
 
 
+def needs_image_metadata(model: nn.Module) -> bool:
+    """Whether the model's tensor forward needs image metadata besides the
+    images: a two-stage detector's second stage (its proposals)."""
+    return getattr(model, 'with_rpn', False) or hasattr(model, 'roi_head')
+
+
 def tensor_outputs(model: nn.Module, inputs: torch.Tensor, data_samples: Optional[list] = None):
     """What an OpenMMLab model computes from ``inputs`` before its
     post-processing: the forward with ``mode='tensor'`` (a classifier's
@@ -91,7 +97,7 @@ def tensor_outputs(model: nn.Module, inputs: torch.Tensor, data_samples: Optiona
     A two-stage detector's second stage needs image metadata: without
     ``data_samples`` its features (backbone and neck) stand for it.
     """
-    if data_samples is None and hasattr(model, 'roi_head'):
+    if data_samples is None and needs_image_metadata(model):
         return model.extract_feat(inputs)
     return model(inputs, data_samples, mode='tensor')
 
@@ -135,7 +141,8 @@ def export_deploy(cfg: Config, checkpoint: str, checkpoint_dir: str,
     if trained.form == SQUEEZED:
         return None
     state_dict = squeezed_state_dict(trained.model)
-    expected = set(build_stock_model(stock_cfg).state_dict())
+    stock_model = build_stock_model(stock_cfg)
+    expected = set(stock_model.state_dict())
     if expected != set(state_dict):
         missing, unexpected = expected - set(state_dict), set(state_dict) - expected
         raise ReparamError(
@@ -155,7 +162,12 @@ def export_deploy(cfg: Config, checkpoint: str, checkpoint_dir: str,
     config_path = os.path.join(config_dir or checkpoint_dir, DEPLOY_CONFIG_NAME)
     with atomic_output(config_path) as temporary:
         stock_cfg.dump(temporary)
-    deployed = load_trained_model(stock_cfg, target)
-    if deployed.form != SQUEEZED:
-        raise ReparamError(f'{target} did not load into the stock model')
+    # The written file, read back, into the stock model built above.
+    written = read_checkpoint(target)
+    try:
+        stock_model.load_state_dict(written['state_dict'], strict=True)
+    except RuntimeError as error:
+        raise ReparamError(f'{target} did not load into the stock model: '
+                           f'{" ".join(str(error).split())}') from error
+    deployed = TrainedModel(stock_model.eval(), SQUEEZED, stock_cfg, written)
     return DeployExport(target, config_path, trained, deployed)

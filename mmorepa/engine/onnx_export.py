@@ -8,7 +8,7 @@ from torch import nn
 
 from ..layers import reparameterize
 from .checkpoint_io import atomic_output
-from .deploy import relative_difference
+from .deploy import needs_image_metadata, relative_difference
 from .errors import ReparamError
 
 # Opsets of torch's TorchScript-based exporter (the one that works offline:
@@ -55,7 +55,7 @@ def export_target(model: nn.Module, backbone_only: bool) -> TensorForward:
     """
     if backbone_only:
         return TensorForward(model.backbone, backbone=True).eval()
-    if getattr(model, 'with_rpn', False) or hasattr(model, 'roi_head'):
+    if needs_image_metadata(model):
         raise ReparamError(f'the tensor forward of {type(model).__name__} (two-stage '
                            'detector) needs image metadata; export it with --backbone-only')
     return TensorForward(model).eval()

@@ -3,20 +3,12 @@
     python tools/analysis/optimization_equivalence.py [--branches 4] [--scaling vector]
         [--lr 0.1] [--seed 0] [--out work_dirs/optimization_equivalence]
 
-From one end-to-end kernel ``W_e`` (random, float64), one SGD step of
-
-- (a) a single kernel with a scale, ``W_e = g W`` (Eq. 6),
-- (b) ``n`` branches with one shared scale, ``W_e = g sum_i W_i`` (Eq. 7),
-- (c) ``n`` branches with a scale each, ``W_e = sum_i g_i W_i`` (Eq. 9),
-- (d) ``n`` branches without scales, ``W_e = sum_i W_i`` (Table 3's
-  "no scaling"),
-
-on one conv fitted to random targets. Prints the updates of ``W_e``, their
-relative differences, and how much of each update no single kernel with a
-scale can take, at any learning rates (the part outside ``span{G, W_e}``,
-``G = dL/dW_e``). Then the verdicts: Eq. 8 ((b) updates like (a)), Eq. 10
-((c) does not), and what equal branch starts (Condition 2 broken) do
-(:mod:`mmorepa.analysis.optimization_equivalence`).
+One SGD step of each parametrization of one end-to-end kernel (a single
+kernel with a scale, Eq. 6; branches with a shared scale, Eq. 7; branches
+with a scale each, Eq. 9; branches without scales), as
+:mod:`mmorepa.analysis.optimization_equivalence` describes; prints the
+updates, their differences, the part no single scaled kernel can take, and
+the verdicts on Eqs. 8 and 10.
 Writes ``OUT/optimization_equivalence.json`` and ``.png``.
 """
 import argparse

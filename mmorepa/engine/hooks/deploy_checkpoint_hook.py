@@ -10,7 +10,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from torch.utils.data import DataLoader
 
-from ..configs import is_reparam_config, reparam_paths
+from ..configs import reparam_paths
 from ..deploy import export_deploy
 from ..errors import ReparamError
 
@@ -76,12 +76,13 @@ class DeployCheckpointHook(Hook):
 
     def before_run(self, runner) -> None:
         # Said before training, not at the first checkpoint.
-        if not is_reparam_config(runner.cfg):
+        paths = reparam_paths(runner.cfg)
+        if not paths:
             raise ReparamError('DeployCheckpointHook: cfg.model trains no re-param layers '
                                '(a re-param backbone, OREPABackbone, OREPAModule or a re-param '
                                'conv type anywhere in it): nothing to export')
         runner.logger.info('DeployCheckpointHook: re-param parts squeezed on export: '
-                           + ', '.join(reparam_paths(runner.cfg)))
+                           + ', '.join(paths))
 
     def after_train_epoch(self, runner) -> None:
         self._export_new_checkpoint(runner)
