@@ -19,6 +19,7 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+import record_outputs_hook  # noqa: F401  (registers RecordBackboneHook, which tiny_runs adds)
 import tiny_runs
 from helpers import assert_close_to_scale
 from mmorepa.engine import load_trained_model, read_checkpoint, squeezed_state_dict
