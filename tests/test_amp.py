@@ -20,7 +20,7 @@ from mmengine.config import Config
 
 from mmorepa import OREPARepVGG, OREPAResNet
 from mmorepa.engine import build_model
-from mmorepa.layers import ReparamConv2d
+from mmorepa.layers import GeneratedKernelConv2d
 
 CONFIGS = os.path.join(os.path.dirname(mmpretrain.__file__), '.mim', 'configs')
 CASES = {
@@ -68,9 +68,9 @@ def test_bf16_gradients_follow_float32(name):
 
 
 def _kernels(backbone, autocast):
-    layers = [m for m in backbone.modules() if isinstance(m, ReparamConv2d)]
+    layers = [m for m in backbone.modules() if isinstance(m, GeneratedKernelConv2d)]
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
-        return [layer._generate_kernel()[0] for layer in layers]
+        return [layer._generate(())[0] for layer in layers]
 
 
 @pytest.mark.parametrize('build', [

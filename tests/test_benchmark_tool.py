@@ -56,6 +56,30 @@ def test_every_variant_is_measured_against_the_first(tiny_run):
     assert 'round 2/2' in stdout and 'memory round 1/1' in stdout
     assert 'input resnet18 2x3x32x32' in stdout
     assert (out / 'benchmark.png').stat().st_size > 0
+    # Batch 2 at 32x32: layer4 sees 1x1 maps, where 'auto' moves the 1x1-kxk branch.
+    feature, total = summary['resnet18']['train']['orepa']['placement']['1x1_kxk']
+    assert 0 < feature < total == 16
+    assert 'Branch placement in a training step' in stdout and '1x1_kxk ' in stdout
+
+
+@pytest.mark.parametrize('variant, moved', [('orepa', True), ('orepa-kernel', False),
+                                            ('orepa-feature', True)])
+def test_branch_placement_counts_what_a_step_ran(variant, moved):
+    model = models.build('resnet18', variant)
+    step = models.training_step(model, 2, 32, torch.device('cpu'))
+    counts = measure.branch_placement(model, step)
+    assert set(counts) == {'origin', 'avg', 'prior', '1x1_kxk', '1x1', 'dws'}
+    assert all(total == 16 for _, total in counts.values())
+    assert (counts['1x1_kxk'][0] > 0) == moved
+    if variant == 'orepa-feature':
+        assert all(feature == total for feature, total in counts.values())
+
+
+def test_sizes_curve_is_drawn(tiny_run, tmp_path):
+    summary = tiny_run[0]['summary']
+    path = tmp_path / 'sizes.png'
+    report.plot_sizes({32: summary, 64: summary}, str(path))
+    assert path.stat().st_size > 0
 
 
 def test_reference_variant_computes_the_same_kernels():
@@ -144,6 +168,7 @@ def test_gpu_measurements_synchronize_and_read_the_allocator(monkeypatch):
     (['--rounds', '0'], '--rounds must be a positive int'),
     (['--memory-rounds', '0'], '--memory-rounds must be a positive int'),
     (['--size', '16'], '--size must be >= 32'),
+    (['--sizes', '32', '16'], '--sizes must be >= 32'),
     (['--warmup', '-1'], '--warmup must be >= 0'),
     (['--variants', 'acnet'], "--variants ['acnet'] are not variants"),
     (['--archs', 'vgg16'], "invalid choice: 'vgg16'"),

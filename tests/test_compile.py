@@ -1,5 +1,11 @@
 """``torch.compile(fullgraph=True)`` of re-param backbones: no graph break, and
-the same outputs and gradients as eager (relative 1e-5, float32).
+the same outputs and gradients as eager (relative 1e-9, float64).
+
+float64, and 64x64 inputs: compiled, each folded branch product is scaled and
+then added to the kernel; eager adds it scaled in one pass
+(``row_scaled_product``). The two round differently, and BatchNorm over a
+batch of two small maps in the last stage amplifies rounding (float32, 64x64:
+up to 6e-4 in a scale's gradient; float64, 32x32 maps of 1x1: 2e-5).
 
 ``aot_eager`` traces forward and backward exactly as inductor would see them,
 without spending minutes generating C++ in a unit test.
@@ -22,9 +28,9 @@ BACKBONES = {
 @pytest.mark.parametrize('name', sorted(BACKBONES))
 def test_backbone_compiles_without_graph_breaks(name):
     torch.manual_seed(0)
-    model = randomize_scales(BACKBONES[name]()).train()
+    model = randomize_scales(BACKBONES[name]()).double().train()
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    x = torch.randn(2, 3, 32, 32)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     results = []
     for run in (torch.compile(model, fullgraph=True, backend='aot_eager'), model):
         model.load_state_dict(state)  # the first run moved the norms' statistics
@@ -35,9 +41,9 @@ def test_backbone_compiles_without_graph_breaks(name):
                         [p.grad.clone() for p in model.parameters()]))
     (compiled_out, compiled_grads), (eager_out, eager_grads) = results
     for compiled, eager in zip(compiled_out + compiled_grads, eager_out + eager_grads):
-        assert_close_to_scale(compiled, eager, rel=1e-5)
+        assert_close_to_scale(compiled, eager, rel=1e-9)
     model.eval()
     with torch.no_grad():
         compiled = torch.compile(model, fullgraph=True, backend='aot_eager')(x)
         for ours, eager in zip(compiled, model(x)):
-            assert_close_to_scale(ours, eager, rel=1e-5)
+            assert_close_to_scale(ours, eager, rel=1e-9)

@@ -152,15 +152,15 @@ def _row_scaled_factors(equation, groups, scaling):
         left = rand(groups * out_per_group, mid_per_group, 3, 3)  # second conv
         right = rand(groups * mid_per_group, in_per_group, 1, 1)  # 1x1 conv
 
-        def kernel(left, right, scale):
-            return compose_1x1_kxk(right, left, groups, scale)
+        def kernel(left, right, scale, **kwargs):
+            return compose_1x1_kxk(right, left, groups, scale, **kwargs)
     else:
         expansion = 3
         left = rand(groups * out_per_group, expansion * in_per_group, 1, 1)  # pointwise
         right = rand(expansion * in_per_group * groups, 1, 3, 3)  # depthwise
 
-        def kernel(left, right, scale):
-            return separable_to_dense(right, left, expansion, groups, scale)
+        def kernel(left, right, scale, **kwargs):
+            return separable_to_dense(right, left, expansion, groups, scale, **kwargs)
     scale = {None: None, 'vector': rand(left.shape[0]), 'scalar': rand(1)}[scaling]
     return left, right, scale, kernel
 
@@ -174,14 +174,25 @@ def _rows_scaled(kernel, scale):
 @pytest.mark.parametrize('scaling', [None, 'vector', 'scalar'])
 @pytest.mark.parametrize('check', [torch.autograd.gradcheck, torch.autograd.gradgradcheck],
                          ids=['backward', 'double-backward'])
-def test_row_scaled_kernels_have_exact_gradients(equation, groups, scaling, check):
+@pytest.mark.parametrize('accumulate', [False, True], ids=['new', 'accumulated'])
+def test_row_scaled_kernels_have_exact_gradients(equation, groups, scaling, check, accumulate):
     """The hand-written backward, and its own backward (gradient penalties), agree
-    with finite differences (float64)."""
+    with finite differences (float64); also when the product is added in place
+    to a kernel that is itself differentiable (the branch sum's accumulation)."""
     left, right, scale, kernel = _row_scaled_factors(equation, groups, scaling)
-    inputs = [t.requires_grad_() for t in (left, right, scale) if t is not None]
+    shape = kernel(left, right, scale).shape
+    base = rand(*shape)
+    inputs = [t.requires_grad_() for t in (left, right, scale, base if accumulate else None)
+              if t is not None]
 
     def function(*tensors):
-        return kernel(tensors[0], tensors[1], tensors[2] if scale is not None else None)
+        scale_in = tensors[2] if scale is not None else None
+        if not accumulate:
+            return kernel(tensors[0], tensors[1], scale_in)
+        into = tensors[-1] * 1.0  # a non-leaf, as the branch sum's kernel
+        out = kernel(tensors[0], tensors[1], scale_in, accumulate_into=into)
+        assert out is into
+        return out
 
     assert check(function, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
 

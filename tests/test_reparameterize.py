@@ -12,7 +12,8 @@ from torch import nn
 from helpers import assert_close_to_scale, randomize_norms, randomize_scales
 from mmorepa import OREPAResNet, reparameterize
 from mmorepa.layers import (DBBConv2d, KernelCache, OREPA1x1Conv2d, OREPAConv2d,
-                            OREPALargeConv2d, ReparamConv2d, Squeezable)
+                            OREPALargeConv2d, ReparamConv2d, Squeezable,
+                            set_forward_policy)
 
 
 def small_model():
@@ -103,13 +104,13 @@ def test_timm_walk_finds_the_same_squeeze(backbone):
 
 def count_kernel_calls(layer):
     calls = []
-    original = layer.squeezed_kernel
+    original = layer.generate_kernel
 
-    def counting():
+    def counting(*args):
         calls.append(1)
-        return original()
+        return original(*args)
 
-    layer.squeezed_kernel = counting
+    layer.generate_kernel = counting
     return calls
 
 
@@ -203,7 +204,7 @@ def test_ema_validation_sees_the_averaged_weights(tmp_path):
 @pytest.mark.parametrize('under_autocast', [False, True])
 def test_cache_follows_autocast_and_dtype(cached_layer, under_autocast):
     layer, calls, x = cached_layer
-    layer.kernel_under_autocast = under_autocast
+    set_forward_policy(layer, kernel_under_autocast=under_autocast)
     with torch.no_grad():
         float_kernel = layer.branches.kernel()
         with torch.autocast('cpu', dtype=torch.bfloat16):

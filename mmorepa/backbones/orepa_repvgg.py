@@ -46,6 +46,10 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
         branches (Sequence[str]): Branches of the OREPA 3x3 convs.
         scaling (str | None): ``'vector'`` (default), ``'scalar'`` or ``None``.
         deploy (bool): Build the squeezed form directly.
+        branch_placement (str): Where the OREPA branches run in training:
+            ``'auto'`` (default: per layer, branch and input shape, whichever
+            costs less), ``'kernel'`` (all folded, the paper's OREPA) or
+            ``'feature'`` (docs/benchmarks.md, "Branch placement").
         compile_kernels (bool): Generate the kernels with ``torch.compile``.
             Default: False.
         kernels_under_autocast (bool): Under AMP, generate the kernels in the
@@ -55,8 +59,8 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
             (``conv_cfg`` excepted: ``reparam`` sets it).
     """
 
-    REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'deploy', 'compile_kernels',
-                         'kernels_under_autocast', 'quantize_kernels')
+    REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'deploy', 'branch_placement',
+                         'compile_kernels', 'kernels_under_autocast', 'quantize_kernels')
 
     def __init__(self,
                  arch,
@@ -64,6 +68,7 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
                  branches=OREPA_VGG_BRANCHES,
                  scaling: Optional[str] = 'vector',
                  deploy: bool = False,
+                 branch_placement: str = 'auto',
                  compile_kernels: bool = False,
                  kernels_under_autocast: bool = True,
                  quantize_kernels=False,
@@ -78,6 +83,7 @@ class OREPARepVGG(ReparamBackbone, RepVGG):
         if reparam == 'orepa' and not deploy:
             conv_cfg = dict(type='OREPAVGG', branches=tuple(branches), scaling=scaling)
         super().__init__(arch, conv_cfg=conv_cfg, deploy=deploy, **kwargs)
+        self.place_branches(branch_placement)
         self.compile_kernels(compile_kernels)
         self.kernels_under_autocast(kernels_under_autocast)
         self.quantize_kernels(quantize_kernels)

@@ -75,6 +75,10 @@ class OREPAResNet(ReparamBackbone, ResNet):
             Default: 4.
         base_width (int, optional): mmdet / mmseg's name for ``width_per_group``.
         deploy (bool): Build the squeezed (stock ResNet) form directly.
+        branch_placement (str): Where the OREPA branches run in training:
+            ``'auto'`` (default: per layer, branch and input shape, whichever
+            costs less), ``'kernel'`` (all folded, the paper's OREPA) or
+            ``'feature'`` (docs/benchmarks.md, "Branch placement").
         compile_kernels (bool): Generate the kernels with ``torch.compile``:
             faster steps after a compile of a minute or so per run (the
             compiled code is kept on disk). Default: False.
@@ -93,8 +97,8 @@ class OREPAResNet(ReparamBackbone, ResNet):
     """
 
     REPARAM_ONLY_ARGS = ('reparam', 'branches', 'scaling', 'rep_1x1', 'linear_stem', 'deploy',
-                         'groups', 'width_per_group', 'base_width', 'compile_kernels',
-                         'kernels_under_autocast', 'quantize_kernels')
+                         'groups', 'width_per_group', 'base_width', 'branch_placement',
+                         'compile_kernels', 'kernels_under_autocast', 'quantize_kernels')
     #: The stock backbone's type, and the stem arguments this class fixes.
     STOCK_TYPE = 'ResNet'
     STEM_ARGS: dict = {}
@@ -110,6 +114,7 @@ class OREPAResNet(ReparamBackbone, ResNet):
                  width_per_group: int = 4,
                  base_width: Optional[int] = None,
                  deploy: bool = False,
+                 branch_placement: str = 'auto',
                  compile_kernels: bool = False,
                  kernels_under_autocast: bool = True,
                  quantize_kernels: Union[bool, str] = False,
@@ -153,6 +158,7 @@ class OREPAResNet(ReparamBackbone, ResNet):
         for (_, conv), (norm_name, norm) in list(conv_norm_pairs(self)):
             if isinstance(conv, DBBConv2d) and isinstance(norm, nn.modules.batchnorm._BatchNorm):
                 set_submodule(self, norm_name, AbsentNorm(norm_cfg, norm.num_features))
+        self.place_branches(branch_placement)
         self.compile_kernels(compile_kernels)
         self.kernels_under_autocast(kernels_under_autocast)
         if quantize_kernels:

@@ -4,7 +4,9 @@ from typing import Tuple, Union
 
 from mmengine.model.weight_init import PretrainedInit
 
-from ..layers import ReparamConv2d, Squeezable, quantize_kernels, weight_range_setting
+from ..layers import (PLACEMENTS, Squeezable, quantize_kernels, set_forward_policy,
+                      weight_range_setting)
+from ..utils import check_choice
 from .stock_weights import load_pretrained
 
 
@@ -21,9 +23,12 @@ class ReparamBackbone(Squeezable):
       stock keys into a re-param backbone with ``strict=False`` and match none.
     - :meth:`stock_config` says which stock backbone of a library the squeezed
       weights load into.
-    - ``compile_kernels=True`` (an argument of both backbones) compiles the
-      kernel generation (:meth:`compile_kernels`); ``kernels_under_autocast=False``
+    - ``branch_placement`` (an argument of both backbones): where the OREPA
+      branches run in training, ``'auto'`` (default), ``'kernel'``, ``'feature'``
+      (:meth:`place_branches`); ``compile_kernels=True`` compiles the kernel
+      generation (:meth:`compile_kernels`); ``kernels_under_autocast=False``
       generates the kernels in float32 under AMP (:meth:`kernels_under_autocast`).
+      Each sets a field of every layer's :class:`~mmorepa.layers.ForwardPolicy`.
     - ``quantize_kernels=True`` (or ``'reduced'``) trains every layer on the
       INT8 grid of the conv it deploys as (:meth:`quantize_kernels`, docs/int8.md).
     """
@@ -46,20 +51,22 @@ class ReparamBackbone(Squeezable):
     def switch_to_deploy(self) -> None:
         """Squeeze every re-param block in place; the keys become the stock ones."""
 
-    def _set_on_layers(self, attribute: str, value: bool) -> None:
-        for module in self.modules():
-            if isinstance(module, ReparamConv2d):
-                setattr(module, attribute, value)
+    def place_branches(self, placement: str = 'auto') -> None:
+        """Run every layer's branches in training as ``placement`` says:
+        ``'auto'``, ``'kernel'`` or ``'feature'`` (docs/benchmarks.md, "Branch
+        placement")."""
+        check_choice('branch_placement', placement, PLACEMENTS)
+        set_forward_policy(self, placement=placement)
 
     def compile_kernels(self, enabled: bool = True) -> None:
         """Generate every layer's kernel with ``torch.compile`` (see
         :mod:`mmorepa.layers.compiled_kernel`), or eagerly again."""
-        self._set_on_layers('compile_kernel', enabled)
+        set_forward_policy(self, compile_kernel=enabled)
 
     def kernels_under_autocast(self, enabled: bool = True) -> None:
         """Generate every layer's kernel under a running ``torch.autocast`` (its
         products in the autocast dtype), or in float32 (``enabled=False``)."""
-        self._set_on_layers('kernel_under_autocast', enabled)
+        set_forward_policy(self, kernel_under_autocast=enabled)
 
     def quantize_kernels(self, setting: Union[bool, str] = True) -> None:
         """Convolve with the INT8 deploy kernel of every layer, norm folded in

@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import nn
 
-from ..layers import ReparamConv2d
+from ..layers import GeneratedKernelConv2d
 from ..layers.orepa_branches import Conv1x1KxKBranch, LinearChainBranch
 
 
@@ -79,6 +79,39 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak_rss_mb()
 
 
+def branch_placement(model: nn.Module, step: Callable[[], None]) -> Dict[str, List[int]]:
+    """Per branch name: ``[layers running it on the feature map, layers with
+    it]`` in one training ``step`` (each layer's choice for the input it meets;
+    :mod:`mmorepa.layers.placement`). Layers without a gradient are left out:
+    they convolve with their cached kernel."""
+    shapes = {}
+    layers = {name: m for name, m in model.named_modules()
+              if isinstance(m, GeneratedKernelConv2d)
+              and any(p.requires_grad for p in m.parameters())}
+
+    def record(name):
+        def hook(module, args) -> None:
+            shapes.setdefault(name, tuple(args[0].shape))
+        return hook
+
+    hooks = [layer.register_forward_pre_hook(record(name)) for name, layer in layers.items()]
+    try:
+        step()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    counts: Dict[str, List[int]] = {}
+    for name, shape in shapes.items():
+        layer = layers[name]
+        feature_side = () if layer.forward_policy.folds_every_branch else \
+            layer.feature_side(shape)
+        for branch, side in layer.placement_by_branch(feature_side).items():
+            count = counts.setdefault(branch, [0, 0])
+            count[0] += side == 'feature'
+            count[1] += 1
+    return counts
+
+
 def kernel_generation(model: nn.Module, rounds: int, device: torch.device,
                       autocast_dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
     """Median seconds to generate every squeezed kernel of ``model``, forward and
@@ -90,7 +123,7 @@ def kernel_generation(model: nn.Module, rounds: int, device: torch.device,
     def trained(module):
         return any(p.requires_grad for p in module.parameters())
 
-    layers = [m for m in model.modules() if isinstance(m, ReparamConv2d) and trained(m)]
+    layers = [m for m in model.modules() if isinstance(m, GeneratedKernelConv2d) and trained(m)]
     products = [m for m in model.modules()
                 if isinstance(m, (Conv1x1KxKBranch, LinearChainBranch)) and trained(m)]
 
@@ -102,7 +135,7 @@ def kernel_generation(model: nn.Module, rounds: int, device: torch.device,
             torch.autograd.backward(outputs, [torch.ones_like(out) for out in outputs])
         return run
 
-    every = generate(lambda: [layer._generate_kernel()[0] for layer in layers])
+    every = generate(lambda: [layer._generate(())[0] for layer in layers])
     product = generate(lambda: [branch.kernel() for branch in products])
     times = alternate(dict(kernels=every, products=product), rounds, 1, device,
                       progress=lambda line: None)

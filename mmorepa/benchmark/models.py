@@ -24,8 +24,12 @@ IN_CHANNELS = 3
 DETECTION_SHAPE = (2, 3, 512, 672)
 DETECTION_CONFIGS = {'faster-rcnn-r50': 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
                      'retinanet-r50': 'retinanet/retinanet_r50_fpn_1x_coco.py'}
-DETECTION_VARIANTS = ('plain', 'dbb', 'orepa', 'orepa-compiled', 'orepa-everywhere',
-                      'dbb-everywhere')
+DETECTION_VARIANTS = ('plain', 'dbb', 'orepa', 'orepa-kernel', 'orepa-compiled',
+                      'orepa-everywhere', 'dbb-everywhere')
+
+# Variants that force a branch placement; every other OREPA variant trains
+# with the default, 'auto' (docs/benchmarks.md, "Branch placement").
+PLACEMENT_VARIANTS = {'orepa-kernel': 'kernel', 'orepa-feature': 'feature'}
 
 # mmdet's ResNet detectors freeze the stem and the first stage.
 FROZEN_STAGES = 1
@@ -56,6 +60,7 @@ def _resnet(depth: int, variant: str) -> nn.Module:
     backbone = OREPAResNet(depth, reparam=reparam, out_indices=(3, ),
                            frozen_stages=FROZEN_STAGES if variant == 'orepa-frozen' else -1,
                            compile_kernels=variant == 'orepa-compiled',
+                           branch_placement=PLACEMENT_VARIANTS.get(variant, 'auto'),
                            kernels_under_autocast=variant != 'orepa-float32-kernels')
     return use_reference_blocks(backbone) if variant == 'orepa-reference' else backbone
 
@@ -105,8 +110,8 @@ def _repvgg(arch: str, variant: str) -> nn.Module:
 # orepa-float32-kernels: with --amp, kernels generated in float32 (the default
 # generates them under the autocast). orepa-frozen: the stem and first stage
 # frozen, as mmdet's detectors train (their kernels come from the cache).
-RESNET_VARIANTS = ('plain', 'dbb', 'orepa', 'orepa-reference', 'orepa-compiled',
-                   'orepa-float32-kernels', 'orepa-frozen')
+RESNET_VARIANTS = ('plain', 'dbb', 'orepa', 'orepa-kernel', 'orepa-feature', 'orepa-reference',
+                   'orepa-compiled', 'orepa-float32-kernels', 'orepa-frozen')
 VGG_VARIANTS = ('plain', 'repvgg', 'orepa-vgg', 'orepa-vgg-reference', 'orepa-vgg-compiled')
 ARCHS: Dict[str, Tuple[Callable[[str], nn.Module], Tuple[str, ...]]] = {
     'resnet18': (lambda variant: _resnet(18, variant), RESNET_VARIANTS),
@@ -198,6 +203,8 @@ def _detector(arch: str, variant: str) -> nn.Module:
     reparam = 'dbb' if variant.startswith('dbb') else 'orepa'
     cfg.model.backbone.update(type='OREPAResNet', reparam=reparam,
                               compile_kernels=variant == 'orepa-compiled')
+    if reparam == 'orepa':
+        cfg.model.backbone.branch_placement = PLACEMENT_VARIANTS.get(variant, 'auto')
     if variant.endswith('-everywhere'):
         _reparam_conv_cfgs(cfg.model, dict(type=reparam.upper()))
     model = build_model(cfg)

@@ -35,6 +35,8 @@ def summarize(results: Dict[str, dict]) -> Dict[str, dict]:
                        params_train=timing['params_train'],
                        params_deploy=timing['params_deploy'],
                        rounds=len(timing['times_s']))
+            if timing.get('placement'):
+                row['placement'] = timing['placement']
             for key in ('kernels', 'products'):
                 if key in timing:
                     row[f'{key}_s'] = timing[key]
@@ -73,6 +75,8 @@ def format_tables(summary: Dict[str, dict], settings: dict) -> str:
                          'time ratio', 'peak memory', 'memory ratio'])
     kernels = PrettyTable(['arch', 'variant', 'all kernels (fwd+bwd)', 'share of plain step',
                            'of which matrix products', 'share'])
+    placement = PrettyTable(['arch', 'variant', 'branches on the feature map (of layers '
+                             'with the branch)'])
     infer = PrettyTable(['arch', 'squeezed', 'params', 'stock params', 'stock batch time',
                          'throughput vs stock', 'train form, cached kernels, vs stock'])
     for arch, entry in summary.items():
@@ -81,6 +85,10 @@ def format_tables(summary: Dict[str, dict], settings: dict) -> str:
                            f"{row['params_deploy'] / 1e6:.2f} M", f"{row['step_s']:.3f} s",
                            _spread(row['time_ratio']), f"{row['peak_memory_mb']:.0f} MB",
                            _spread(row['memory_ratio'])])
+            if 'placement' in row:
+                placement.add_row([arch, variant, ', '.join(
+                    f'{branch} {feature}/{total}'
+                    for branch, (feature, total) in row['placement'].items())])
             if 'kernels_s' in row:
                 kernels.add_row([arch, variant, f"{row['kernels_s']:.3f} s",
                                  f"{row['kernels_share']:.2f}", f"{row['products_s']:.3f} s",
@@ -92,6 +100,10 @@ def format_tables(summary: Dict[str, dict], settings: dict) -> str:
                            _spread(row['throughput_ratio']),
                            _spread(row['cached_throughput_ratio'])])
     parts = [head, train.get_string()]
+    if placement.rows:
+        placement.align['branches on the feature map (of layers with the branch)'] = 'l'
+        parts += ['Branch placement in a training step (docs/benchmarks.md, "Branch '
+                  'placement")', placement.get_string()]
     if kernels.rows:
         parts += ['Where OREPA\'s extra time goes: generating every kernel, forward and '
                   'backward, no feature maps', kernels.get_string()]
@@ -129,6 +141,36 @@ def plot(summary: Dict[str, dict], path: str) -> None:
             axis.set_xticks(range(len(names)), names, fontsize=8, rotation=20)
             axis.margins(y=0.12)
             axis.set_title(f'{arch}: {title} (x {names[0]})', fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=130)
+    plt.close(figure)
+
+
+def plot_sizes(summaries: Dict[int, Dict[str, dict]], path: str) -> None:
+    """Time and memory ratio of every variant over input sizes (median, min-max
+    band), one row per arch: where branch placement changes the cost."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    sizes = sorted(summaries)
+    archs = list(summaries[sizes[0]])
+    figure, axes = plt.subplots(len(archs), 2, figsize=(11, 3.4 * len(archs)), squeeze=False)
+    for row_axes, arch in zip(axes, archs):
+        variants = list(summaries[sizes[0]][arch]['train'])
+        for axis, key, title in ((row_axes[0], 'time_ratio', 'training step time'),
+                                 (row_axes[1], 'memory_ratio', 'peak memory')):
+            for variant in variants[1:]:
+                stats = [summaries[size][arch]['train'][variant][key] for size in sizes]
+                line, = axis.plot(sizes, [s['median'] for s in stats], marker='o',
+                                  label=variant)
+                axis.fill_between(sizes, [s['min'] for s in stats], [s['max'] for s in stats],
+                                  color=line.get_color(), alpha=0.2)
+            axis.axhline(1.0, color='#9e9e9e', linewidth=0.8)
+            axis.set_xscale('log', base=2)
+            axis.set_xticks(sizes, [str(size) for size in sizes])
+            axis.set_xlabel('input side (pixels)')
+            axis.set_title(f'{arch}: {title} (x {variants[0]})', fontsize=10)
+            axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=130)
     plt.close(figure)

@@ -10,8 +10,8 @@ import sys
 import torch
 
 from . import models
-from .measure import (alternate, kernel_generation, peak_memory_mb, peak_rss_mb,
-                      reset_peak_memory)
+from .measure import (alternate, branch_placement, kernel_generation, peak_memory_mb,
+                      peak_rss_mb, reset_peak_memory)
 
 
 def _progress(line: str) -> None:
@@ -34,6 +34,8 @@ def time_job(job: dict, device: torch.device) -> dict:
         if variant in models.KERNEL_TIMED:
             entry.update(kernel_generation(model, job['rounds'], device,
                                            models.autocast_dtype(device) if job['amp'] else None))
+        if not models.is_offline(variant):
+            entry['placement'] = branch_placement(model, steps[variant])
         entry['params_deploy'] = models.deployed_params(model)
         result[variant] = entry
     return dict(variants=result, pid=os.getpid())

@@ -17,7 +17,8 @@ def _check_groups(name: str, channels: int, groups: int) -> None:
 def compose_1x1_kxk(first: Tensor,
                     second: Tensor,
                     groups: int = 1,
-                    row_scale: Optional[Tensor] = None) -> Tensor:
+                    row_scale: Optional[Tensor] = None,
+                    accumulate_into: Optional[Tensor] = None) -> Tensor:
     """Kernel of a 1x1 conv followed by a k x k conv with the same groups.
 
     ``W[o, i] = scale[o] * sum_t second[o, t] * first[t, i]`` within each
@@ -30,6 +31,8 @@ def compose_1x1_kxk(first: Tensor,
         groups (int): Groups of both convs. Default: 1.
         row_scale (Tensor | None): Scale of each output channel, ``(O,)``, or
             ``(1,)`` for all. Default: None (no scale).
+        accumulate_into (Tensor | None): A contiguous ``(O, I/g, kh, kw)``
+            kernel to add the result to in place and return. Default: None.
 
     Returns:
         Tensor: Kernel ``(O, I/g, kh, kw)``.
@@ -43,9 +46,11 @@ def compose_1x1_kxk(first: Tensor,
                          f'{tuple(second.shape)} kernel at groups={groups}')
     first = first.reshape(groups, mid_per_group, in_per_group)
     second = second.reshape(groups, out // groups, mid_per_group, kh * kw)
+    into = None if accumulate_into is None else accumulate_into.view(
+        groups, out // groups, in_per_group, kh * kw)
     kernel = row_scaled_product('gots,gti->gois', second, first,
-                                grouped_row_scale(row_scale, out, groups))
-    return kernel.reshape(out, in_per_group, kh, kw)
+                                grouped_row_scale(row_scale, out, groups), into)
+    return kernel.reshape(out, in_per_group, kh, kw) if into is None else accumulate_into
 
 
 def compose_kxk_kxk(first: Tensor, second: Tensor, groups: int = 1) -> Tensor:

@@ -37,11 +37,23 @@ def _broadcastable(row_scale: Tensor, tensor: Tensor) -> Tensor:
 class _RowScaledProduct(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, equation: str, left: Tensor, right: Tensor,
+    def forward(ctx, accumulator: Optional[Tensor], equation: str, left: Tensor, right: Tensor,
                 row_scale: Optional[Tensor]) -> Tensor:
+        # The accumulator comes first: autograd gives a view modified in place
+        # the gradient of a custom function's first input.
         product = torch.einsum(equation, left, right)
         ctx.axes = _parse(equation)
+        ctx.product_dtype = product.dtype
         ctx.save_for_backward(left, right, row_scale)
+        if accumulator is not None:
+            # Added in place while reading einsum's permuted view: one pass, no
+            # kernel-sized allocation.
+            ctx.mark_dirty(accumulator)
+            if row_scale is None:
+                accumulator.add_(product)
+            else:
+                accumulator.addcmul_(product, _broadcastable(row_scale, product))
+            return accumulator
         if torch.compiler.is_compiling():
             # Inductor fuses the scale into the copy by itself (and the out=
             # form below would give the traced graph wrong strides).
@@ -59,14 +71,17 @@ class _RowScaledProduct(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         left_axes, right_axes, result_axes = ctx.axes
         left, right, row_scale = ctx.saved_tensors
-        need_left, need_right, need_scale = ctx.needs_input_grad[1:]
+        need_left, need_right, need_scale = ctx.needs_input_grad[2:]
+        # The sum passes its gradient on unchanged, in the accumulator's dtype.
+        grad_accumulator = grad if ctx.needs_input_grad[0] else None
         # The forward's products ran in the output's dtype (the autocast dtype
         # under autocast); so do the backward's, whatever autocast says now,
         # but in float32 for a float16 gradient: its sums over O/g * k^2
         # scaled values overflow float16 2-5x before the kernel's gradient
         # itself does (docs/gpu.md, "What runs where"), and the
         # factors are kernel-sized. bfloat16 has float32's range and stays.
-        dtype = torch.float32 if grad.dtype == torch.float16 else grad.dtype
+        # An accumulator may be wider than the product: the product's dtype rules.
+        dtype = torch.float32 if ctx.product_dtype == torch.float16 else ctx.product_dtype
         with torch.autocast(grad.device.type, enabled=False):
             grad, left_c, right_c = grad.to(dtype), left.to(dtype), right.to(dtype)
             scale_c = None if row_scale is None else _broadcastable(row_scale.to(dtype), grad)
@@ -88,11 +103,12 @@ class _RowScaledProduct(torch.autograd.Function):
                     grad_left = unscaled if scale_c is None else unscaled * _broadcastable(
                         row_scale.to(dtype), unscaled)
                     grad_left = grad_left.to(left.dtype)
-        return None, grad_left, grad_right, grad_scale
+        return grad_accumulator, None, grad_left, grad_right, grad_scale
 
 
 def row_scaled_product(equation: str, left: Tensor, right: Tensor,
-                       row_scale: Optional[Tensor] = None) -> Tensor:
+                       row_scale: Optional[Tensor] = None,
+                       accumulate_into: Optional[Tensor] = None) -> Tensor:
     """``einsum(equation, left, right)`` with its rows multiplied by ``row_scale``.
 
     The rows are the two leading axes of ``left`` and of the result (group,
@@ -105,16 +121,24 @@ def row_scaled_product(equation: str, left: Tensor, right: Tensor,
         left (Tensor): The factor that carries the rows.
         right (Tensor): The other factor.
         row_scale (Tensor | None): Shape ``left.shape[:2]``; ``None``: no scale.
+        accumulate_into (Tensor | None): A tensor of the result's shape to add
+            the product to, in place (autograd follows), and return; ``None``:
+            a new tensor.
 
     Returns:
         Tensor: The scaled product, in the dtype einsum gives (the autocast
-        dtype under autocast).
+        dtype under autocast), or ``accumulate_into`` with it added.
     """
     _parse(equation)
     if row_scale is not None and row_scale.shape != left.shape[:2]:
         raise ValueError(f'row_scale must have shape {tuple(left.shape[:2])}, '
                          f'got {tuple(row_scale.shape)}')
-    return _RowScaledProduct.apply(equation, left, right, row_scale)
+    if accumulate_into is not None and torch.compiler.is_compiling():
+        # The compiler fuses the addition by itself, and its tracing takes no
+        # custom function that writes into a view.
+        return accumulate_into.add_(_RowScaledProduct.apply(None, equation, left, right,
+                                                            row_scale))
+    return _RowScaledProduct.apply(accumulate_into, equation, left, right, row_scale)
 
 
 def grouped_row_scale(row_scale: Optional[Tensor], out_channels: int,

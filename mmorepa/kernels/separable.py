@@ -10,7 +10,8 @@ def separable_to_dense(depthwise: Tensor,
                        pointwise: Tensor,
                        expansion: int,
                        groups: int = 1,
-                       row_scale: Optional[Tensor] = None) -> Tensor:
+                       row_scale: Optional[Tensor] = None,
+                       accumulate_into: Optional[Tensor] = None) -> Tensor:
     """Dense kernel of a depthwise conv with channel expansion and a pointwise conv.
 
     The depthwise conv has ``E`` filters per input channel (row ``i * E + e`` is
@@ -26,6 +27,8 @@ def separable_to_dense(depthwise: Tensor,
         groups (int): Groups of the pointwise conv (and of the result).
         row_scale (Tensor | None): Scale of each output channel, ``(O,)``, or
             ``(1,)`` for all. Default: None (no scale).
+        accumulate_into (Tensor | None): A contiguous ``(O, I/g, k, k)`` kernel
+            to add the result to in place and return. Default: None.
 
     Returns:
         Tensor: Kernel ``(O, I/g, k, k)``.
@@ -39,6 +42,8 @@ def separable_to_dense(depthwise: Tensor,
     in_per_group = cols // expansion
     depthwise = depthwise.reshape(groups, in_per_group, expansion, kh * kw)
     pointwise = pointwise.reshape(groups, out // groups, in_per_group, expansion)
+    into = None if accumulate_into is None else accumulate_into.view(
+        groups, out // groups, in_per_group, kh * kw)
     kernel = row_scaled_product('goie,gies->gois', pointwise, depthwise,
-                                grouped_row_scale(row_scale, out, groups))
-    return kernel.reshape(out, in_per_group, kh, kw)
+                                grouped_row_scale(row_scale, out, groups), into)
+    return kernel.reshape(out, in_per_group, kh, kw) if into is None else accumulate_into

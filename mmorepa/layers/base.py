@@ -1,17 +1,13 @@
 """What every re-parameterizable conv layer shares."""
-import functools
 from typing import Iterator, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from ..utils import check_choice, check_positive_int, name_list
-from .compiled_kernel import compiled_squeezed_kernel
-from .kernel_cache import KernelCache, autocast_state
 from .squeeze import Squeezable
-from .stock_conv import convolve_like, make_template, materialize
+from .stock_conv import make_template, materialize
 
 # Buffers that BatchNorm fills in itself when a checkpoint lacks them.
 OPTIONAL_KEY_SUFFIX = 'num_batches_tracked'
@@ -35,22 +31,10 @@ class ReparamConv2d(Squeezable, nn.Module):
     ``stride``, ``padding``, ``dilation``, ``groups``, ``bias``, ``transposed``,
     ``output_padding``) so code written for ``nn.Conv2d`` (mmcv's
     ``ConvModule``, ResNet builders) reads them unchanged. Subclasses define
-    :meth:`squeezed_kernel` and :meth:`set_squeezed_kernel`; the forward pass
-    convolves with the squeezed kernel.
-
-    When no gradient has to flow into the kernel (eval mode or ``no_grad``,
-    or frozen layers whose tensors do not require grad) the squeezed kernel is
-    computed once and reused until a value it depends on changes (see
-    :class:`KernelCache`), so validation and frozen stages cost what the plain
-    network costs. Under ``torch.compile`` the kernel is always computed, so
-    the graph has no break.
-
-    Under ``torch.autocast`` the kernel is generated under the same autocast
-    (its matrix products in the autocast dtype, as a plain conv's weight would
-    be cast anyway); docs/recipes.md, "Mixed precision (AMP)", gives the
-    measurements behind that default. ``kernel_under_autocast = False`` on a
-    layer generates it in float32 instead. ``compile_kernel = True`` generates
-    it with ``torch.compile`` (see :mod:`mmorepa.layers.compiled_kernel`).
+    :meth:`squeezed_kernel`, :meth:`set_squeezed_kernel` and the forward pass:
+    OREPA layers convolve with a kernel they generate
+    (:class:`~mmorepa.layers.generated_kernel.GeneratedKernelConv2d`), a DBB
+    runs its branches on the feature maps.
 
     The layer loads either form of its weights, by every loader
     (``load_state_dict``, mmengine's ``Pretrained`` init and ``load_from``):
@@ -74,15 +58,6 @@ class ReparamConv2d(Squeezable, nn.Module):
         bias (bool): Add a learnable bias after the conv. Default: False.
         padding_mode (str): ``'zeros'``; other padding through :meth:`convolve_like`.
     """
-
-    kernel_under_autocast = True
-    compile_kernel = False
-    #: Whether the forward pass convolves with :meth:`squeezed_kernel` (a DBB
-    #: runs its branches on the feature maps instead).
-    convolves_generated_kernel = True
-    #: Set by :func:`mmorepa.layers.quantize_kernels`: the forward pass
-    #: and :meth:`squeeze` then use the INT8 deploy grid of the kernel.
-    kernel_quantizer = None
 
     def __init__(self,
                  in_channels: int,
@@ -113,7 +88,6 @@ class ReparamConv2d(Squeezable, nn.Module):
         self.transposed = False
         self.output_padding = (0, 0)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self._kernel_cache = KernelCache()
         self.stock_conv: Optional[nn.Conv2d] = None
 
     def convolve_like(self, conv: nn.Conv2d) -> 'ReparamConv2d':
@@ -192,39 +166,8 @@ class ReparamConv2d(Squeezable, nn.Module):
         yield from self.parameters()
         yield from self.buffers()
 
-    def _generate_kernel(self) -> Tuple[Tensor, Optional[Tensor]]:
-        generate = self.squeezed_kernel
-        if self.compile_kernel and not torch.compiler.is_compiling():
-            generate = functools.partial(compiled_squeezed_kernel, self)
-        if self.kernel_under_autocast:
-            return generate()
-        with torch.autocast(self._device_type(), enabled=False):
-            return generate()
-
     def _device_type(self) -> str:
         return next(self._state_tensors()).device.type
-
-    def _kernel_for_forward(self) -> Tuple[Tensor, Optional[Tensor]]:
-        if torch.compiler.is_compiling():
-            return self._generate_kernel()
-        tensors = list(self._state_tensors())
-        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-            self._kernel_cache.clear()
-            return self._generate_kernel()
-        context = autocast_state(tensors[0].device.type) if self.kernel_under_autocast else None
-        return self._kernel_cache.get(self._generate_kernel, tensors, context)
-
-    def train(self, mode: bool = True) -> 'ReparamConv2d':
-        self._kernel_cache.clear()
-        return super().train(mode)
-
-    def forward(self, x: Tensor) -> Tensor:
-        kernel, bias = self._kernel_for_forward()
-        if self.kernel_quantizer is not None:
-            kernel = self.kernel_quantizer(kernel)
-        if self.stock_conv is not None:
-            return convolve_like(self.stock_conv, x, kernel, bias)
-        return F.conv2d(x, kernel, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs) -> None:
@@ -261,9 +204,7 @@ class ReparamConv2d(Squeezable, nn.Module):
     def squeeze(self) -> nn.Conv2d:
         """A plain ``nn.Conv2d`` equal to this layer (in eval mode), in its dtype."""
         with torch.autocast(self._device_type(), enabled=False):
-            kernel, bias = self.squeezed_kernel()
-            if self.kernel_quantizer is not None:
-                kernel = self.kernel_quantizer(kernel).to(kernel.dtype)
+            kernel, bias = self._deploy_kernel()
         if self.stock_conv is not None:
             return materialize(self.stock_conv, kernel, bias).train(self.training)
         conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
@@ -274,20 +215,11 @@ class ReparamConv2d(Squeezable, nn.Module):
             conv.bias.copy_(bias)
         return conv.train(self.training)
 
+    def _deploy_kernel(self) -> Tuple[Tensor, Optional[Tensor]]:
+        """The kernel and bias :meth:`squeeze` puts into the conv."""
+        return self.squeezed_kernel()
+
     def extra_repr(self) -> str:
         return (f'{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, '
                 f'stride={self.stride}, padding={self.padding}, dilation={self.dilation}, '
                 f'groups={self.groups}, bias={self.bias is not None}')
-
-
-class BranchedConv2d(ReparamConv2d):
-    """A re-param conv whose kernel is one weighted branch sum, ``self.branches``
-    (a :class:`BranchSum` the subclass builds), plus the optional bias."""
-
-    def squeezed_kernel(self) -> Tuple[Tensor, Optional[Tensor]]:
-        return self.branches.kernel(), self.bias
-
-    def set_squeezed_kernel(self, kernel: Tensor, bias: Optional[Tensor] = None) -> None:
-        self._check_squeezed(kernel, bias)
-        self.branches.set_kernel(kernel)
-        self._set_bias(bias)

@@ -1,11 +1,12 @@
 """A learnable, per-output-channel weighted sum of branch kernels."""
-from typing import Dict, Optional
+from typing import Callable, Collection, Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..kernels import solver_tensor
 from ..utils import check_choice
+from .placement import BranchCost, InputGeometry
 
 SCALINGS = ('vector', 'scalar', None)
 
@@ -61,18 +62,45 @@ class BranchSum(nn.ModuleDict):
                                        device=self.scales.device)
                 self.scales.copy_(initial[:, None].expand_as(self.scales))
 
+    def _scale(self, index: int) -> Optional[Tensor]:
+        return None if self.scales is None else self.scales[index]
+
     def _sum(self, indices) -> Optional[Tensor]:
         branches = list(self.values())
-        kernel = None
+        indices = list(indices)
+        if not indices:
+            return None
+        # One kernel that every branch adds itself to, in the parameters' dtype
+        # (under autocast the products come in the autocast dtype and are
+        # widened as they are added); each branch applies its scale where it is
+        # cheapest (see orepa_branches).
+        like = branches[indices[0]]
+        weight = next(like.parameters())
+        kernel = weight.new_zeros(like.out_channels, like.in_channels // like.groups,
+                                  like.kernel_size, like.kernel_size)
         for index in indices:
-            # Each branch applies its scale where it is cheapest (see orepa_branches).
-            scale = None if self.scales is None else self.scales[index]
-            branch_kernel = branches[index].kernel(scale)
-            kernel = branch_kernel if kernel is None else kernel + branch_kernel
+            kernel = branches[index].add_kernel_to(kernel, self._scale(index))
         return kernel
 
-    def kernel(self) -> Tensor:
-        return self._sum(self.order)
+    def kernel(self, skip: Collection[int] = ()) -> Optional[Tensor]:
+        """The weighted kernel sum; without the branches ``skip`` names (their
+        indices), ``None`` if that leaves none."""
+        return self._sum(index for index in self.order if index not in skip)
+
+    def placement_costs(self, geometry: InputGeometry) -> List[BranchCost]:
+        """Each branch's :class:`BranchCost` for one input, in branch order."""
+        return [branch.placement_cost(geometry) for branch in self.values()]
+
+    def feature_output(self, x: Tensor, indices: Collection[int],
+                       convolve: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """The sum of the named branches run on the feature map ``x``
+        (:meth:`~mmorepa.layers.orepa_branches._Branch.feature_output`)."""
+        branches = list(self.values())
+        out = None
+        for index in indices:
+            branch_out = branches[index].feature_output(x, self._scale(index), convolve)
+            out = branch_out if out is None else out + branch_out
+        return out
 
     @torch.no_grad()
     def set_kernel(self, target: Tensor) -> None:

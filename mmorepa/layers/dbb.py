@@ -127,8 +127,6 @@ class DBBConv2d(ReparamConv2d):
         norm_cfg (dict): Norm of every branch. Default: ``dict(type='BN')``.
     """
 
-    convolves_generated_kernel = False
-
     def __init__(self,
                  in_channels: int,
                  out_channels: int,

@@ -41,6 +41,7 @@ def build_orepa_conv(in_channels: int,
                      rep_1x1: bool = True,
                      linear_stem: bool = True,
                      stock_conv_cfg: Optional[dict] = None,
+                     placement: str = 'auto',
                      **kwargs) -> nn.Module:
     """The layer that the published OREPA-ResNet uses for this shape.
 
@@ -65,6 +66,9 @@ def build_orepa_conv(in_channels: int,
             EfficientNet: the layers convolve (pad) as it does and squeeze
             into it (:meth:`ReparamConv2d.convolve_like`), and convs left plain
             are built as it. Default: None (``nn.Conv2d``).
+        placement (str): Where the layers' branches run in training:
+            ``'auto'`` (default), ``'kernel'`` or ``'feature'``
+            (:class:`~mmorepa.layers.ForwardPolicy`).
     """
     size, groups = _size_and_groups(kernel_size, args, kwargs)
     if size == 1 and groups == 1 and not rep_1x1:
@@ -72,14 +76,15 @@ def build_orepa_conv(in_channels: int,
                                 **kwargs)
     if size == 1 and groups == 1:
         layer = OREPA1x1Conv2d(in_channels, out_channels, kernel_size, *args, scaling=scaling,
-                               **kwargs)
+                               placement=placement, **kwargs)
     elif size >= 5 and linear_stem and groups == 1 and (
             in_channels * size * size <= out_channels * GENERATOR_KERNEL_SIZE**2):
         layer = OREPALargeConv2d(in_channels, out_channels, kernel_size, *args,
-                                 branches=branches, scaling=scaling, **kwargs)
+                                 branches=branches, scaling=scaling, placement=placement,
+                                 **kwargs)
     else:
         layer = OREPAConv2d(in_channels, out_channels, kernel_size, *args, branches=branches,
-                            scaling=scaling, **kwargs)
+                            scaling=scaling, placement=placement, **kwargs)
     if stock_conv_cfg is not None:
         with torch.device('meta'):
             stock = build_conv_layer(stock_conv_cfg, in_channels, out_channels, kernel_size,
@@ -95,6 +100,7 @@ def build_orepa_vgg_conv(in_channels: int,
                          *args,
                          branches: Sequence[str] = OREPA_VGG_BRANCHES,
                          scaling: Optional[str] = 'vector',
+                         placement: str = 'auto',
                          **kwargs) -> nn.Module:
     """The convs of an OREPA-VGG block: its 3x3 branch is OREPA, its 1x1 plain.
 
@@ -105,12 +111,14 @@ def build_orepa_vgg_conv(in_channels: int,
         in_channels, out_channels, kernel_size, *args, **kwargs: As ``nn.Conv2d``.
         branches (Sequence[str]): Branches of the 3x3 conv (published: five).
         scaling (str | None): ``'vector'`` (default), ``'scalar'`` or ``None``.
+        placement (str): As for ``'OREPA'``.
     """
     size, _ = _size_and_groups(kernel_size, args, kwargs)
     if size == 1:
         return nn.Conv2d(in_channels, out_channels, kernel_size, *args, **kwargs)
     return OREPAConv2d(in_channels, out_channels, kernel_size, *args, branches=branches,
-                       scaling=scaling, kaiming_a=OREPA_VGG_KAIMING_A, **kwargs)
+                       scaling=scaling, kaiming_a=OREPA_VGG_KAIMING_A, placement=placement,
+                       **kwargs)
 
 
 @MODELS.register_module('DBB')

@@ -3,7 +3,7 @@ from typing import Optional
 
 from mmengine.registry import MODELS
 
-from .base import BranchedConv2d
+from .branched_conv import BranchedConv2d
 from .branch_sum import BranchSum
 from .orepa_branches import LinearChainBranch, OriginBranch
 
@@ -25,6 +25,9 @@ class OREPA1x1Conv2d(BranchedConv2d):
         stride, padding, dilation, bias, padding_mode: As ``nn.Conv2d``.
         groups (int): Must be 1 (the chain's identity start needs dense kernels).
         scaling (str | None): ``'vector'`` (default), ``'scalar'`` or ``None``.
+        placement (str): Where the branches run in training: ``'auto'``
+            (default), ``'kernel'`` or ``'feature'``
+            (:class:`~mmorepa.layers.ForwardPolicy`).
     """
 
     def __init__(self,
@@ -37,9 +40,10 @@ class OREPA1x1Conv2d(BranchedConv2d):
                  groups: int = 1,
                  bias: bool = False,
                  padding_mode: str = 'zeros',
-                 scaling: Optional[str] = 'vector') -> None:
+                 scaling: Optional[str] = 'vector',
+                 placement: str = 'auto') -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode)
+                         groups, bias, padding_mode, placement=placement)
         if self.kernel_size != (1, 1):
             raise ValueError(f'kernel_size must be 1 for OREPA1x1Conv2d, got {kernel_size!r}')
         if groups != 1:

@@ -10,18 +10,26 @@ scale their weight before the fixed spatial pattern is applied; the product
 branches (1x1-kxk, separable, 1x1 chain) hand it to the kernel algebra
 (``row_scale``), whose backward keeps only the factors.
 
+Every branch can also run on the feature map instead (:meth:`_Branch.feature_output`,
+equal to convolving with its kernel) and states what either way costs for an
+input (:meth:`_Branch.placement_cost`, :mod:`mmorepa.layers.placement`); the
+matrix-product branches (1x1-kxk, the 1x1 chain) run as their two convs there,
+which is cheaper than their kernel product on small feature maps.
+
 Branches that can hold any kernel also set their parameters so that their
 scaled kernel is a given one (:meth:`_Branch.absorb`), the inverse that
 starting from stock weights needs; ``absorb_rank`` orders them (lowest first),
 ``None`` for the others.
 """
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..kernels import (avg_pool_kernel, compose_1x1_kxk, frequency_prior, grouped_identity,
                        pad_to_kernel_size, separable_to_dense, solver_tensor)
+from .placement import BranchCost, InputGeometry
 
 # Depthwise filters per input channel in the separable branch (published value).
 SEPARABLE_EXPANSION = 8
@@ -55,6 +63,15 @@ def unscale_rows(change: Tensor, scale: Optional[Tensor]) -> Tensor:
     return change / scale.reshape(-1, *([1] * (change.dim() - 1)))
 
 
+def scale_channels(feature_map: Tensor, scale: Optional[Tensor]) -> Tensor:
+    """Multiply channel ``o`` of a ``(B, O, H, W)`` map by ``scale[o]``
+    (``(O,)``, ``(1,)`` or ``None``)."""
+    if scale is None:
+        return feature_map
+    # In the map's dtype: under autocast a conv's output is float16 / bfloat16.
+    return feature_map * scale.to(feature_map.dtype).reshape(1, -1, 1, 1)
+
+
 class _Branch(nn.Module):
 
     absorb_rank: Optional[int] = None
@@ -78,6 +95,44 @@ class _Branch(nn.Module):
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
         """The branch's ``(O, I/g, k, k)`` kernel, rows multiplied by ``scale``."""
         raise NotImplementedError
+
+    def add_kernel_to(self, kernel: Tensor, scale: Optional[Tensor] = None) -> Tensor:
+        """Add :meth:`kernel` ``(scale)`` to ``kernel`` in place and return it.
+
+        The branch sum accumulates into one kernel: no kernel-sized tensor per
+        branch and per addition. Branches add their scaled parameters in one
+        pass where their kernel is a pattern of them.
+        """
+        return kernel.add_(self.kernel(scale))
+
+    def _kernel_elements(self) -> int:
+        return self.out_channels * self.in_channels // self.groups * self.kernel_size**2
+
+    def placement_cost(self, geometry: InputGeometry) -> BranchCost:
+        """What folding this branch and running it on the feature map cost, for
+        one input. Here: its kernel is elementwise work on parameters, and on the
+        feature map it would be one more conv with that kernel, never cheaper."""
+        elements = self._kernel_elements()
+        return BranchCost(kernel_macs=elements, kernel_elements=elements,
+                          feature_macs=elements * (1 + geometry.batch * geometry.out_pixels),
+                          feature_elements=0)
+
+    def feature_output(self, x: Tensor, scale: Optional[Tensor],
+                       convolve: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """The branch run on the feature map ``x``: equal to
+        ``convolve(x, self.kernel(scale))``, which it computes here.
+
+        Args:
+            x (Tensor): The layer's input.
+            scale (Tensor | None): As for :meth:`kernel`.
+            convolve (callable): ``(x, kernel, groups=None, as_product=False)
+                -> map``, the layer's conv (stride, padding or padding class,
+                dilation; its groups unless given; no bias); ``as_product``
+                asks for it as one matrix product over unfolded columns where
+                the geometry allows (small maps, where the library's conv
+                kernels are slowest; docs/benchmarks.md, "Branch placement").
+        """
+        return convolve(x, self.kernel(scale))
 
     def absorb(self, term: Tensor, scale: Optional[Tensor]) -> None:
         """Set the parameters so that ``kernel(scale)`` is ``term`` (the
@@ -110,6 +165,11 @@ class OriginBranch(_Branch):
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
         return scale_rows(self.weight, scale)
 
+    def add_kernel_to(self, kernel, scale=None):
+        if scale is None:
+            return kernel.add_(self.weight)
+        return kernel.addcmul_(self.weight, scale.reshape(-1, 1, 1, 1))
+
     @torch.no_grad()
     def absorb(self, term: Tensor, scale: Optional[Tensor]) -> None:
         self.weight.copy_(unscale_rows(term, scale))
@@ -129,12 +189,20 @@ class Conv1x1Branch(_Branch):
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
         return pad_to_kernel_size(scale_rows(self.weight, scale), self.kernel_size)
 
+    def add_kernel_to(self, kernel, scale=None):
+        centre = self.kernel_size // 2
+        kernel[..., centre:centre + 1, centre:centre + 1] += scale_rows(self.weight, scale)
+        return kernel
+
 
 class AvgBranch(Conv1x1Branch):
     """A 1x1 conv followed by ``k x k`` average pooling."""
 
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
         return avg_pool_kernel(scale_rows(self.weight, scale), self.kernel_size)
+
+    # Its kernel is a broadcast view: added as such, it is never materialized.
+    add_kernel_to = _Branch.add_kernel_to
 
 
 class PriorBranch(Conv1x1Branch):
@@ -157,6 +225,9 @@ class PriorBranch(Conv1x1Branch):
 
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
         return scale_rows(self.weight, scale) * self.basis[:, None]
+
+    def add_kernel_to(self, kernel, scale=None):
+        return kernel.addcmul_(scale_rows(self.weight, scale), self.basis[:, None])
 
 
 class Conv1x1KxKBranch(_Branch):
@@ -187,6 +258,30 @@ class Conv1x1KxKBranch(_Branch):
 
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
         return compose_1x1_kxk(self.identity + self.delta, self.conv2, self.groups, scale)
+
+    def add_kernel_to(self, kernel, scale=None):
+        return compose_1x1_kxk(self.identity + self.delta, self.conv2, self.groups, scale,
+                               accumulate_into=kernel)
+
+    def placement_cost(self, geometry: InputGeometry) -> BranchCost:
+        middle_per_group = self.conv2.shape[1]
+        maps = geometry.batch * self.out_channels * geometry.out_pixels
+        middle_map = geometry.batch * middle_per_group * self.groups * geometry.in_pixels
+        # The k x k conv keeps its input's k*k-fold unfolded columns.
+        columns = geometry.batch * middle_per_group * self.groups * self.kernel_size**2 * (
+            geometry.out_pixels)
+        return BranchCost(
+            kernel_macs=self._kernel_elements() * middle_per_group,
+            kernel_elements=self._kernel_elements(),
+            feature_macs=(middle_map * self.in_channels // self.groups
+                          + maps * middle_per_group * self.kernel_size**2 + maps),
+            feature_elements=middle_map + columns + maps)
+
+    def feature_output(self, x, scale, convolve):
+        # The 1x1 part is pointwise and has no bias, so it commutes with any
+        # padding (zeros, reflect, "same"): it runs first, at full resolution.
+        middle = F.conv2d(x, self.identity + self.delta, groups=self.groups)
+        return scale_channels(convolve(middle, self.conv2, as_product=True), scale)
 
     @torch.no_grad()
     def absorb(self, term: Tensor, scale: Optional[Tensor]) -> None:
@@ -226,6 +321,26 @@ class SeparableBranch(_Branch):
         return separable_to_dense(self.depthwise, self.pointwise, SEPARABLE_EXPANSION,
                                   self.groups, scale)
 
+    def add_kernel_to(self, kernel, scale=None):
+        return separable_to_dense(self.depthwise, self.pointwise, SEPARABLE_EXPANSION,
+                                  self.groups, scale, accumulate_into=kernel)
+
+    def placement_cost(self, geometry: InputGeometry) -> BranchCost:
+        expanded = self.depthwise.shape[0]
+        maps = geometry.batch * geometry.out_pixels
+        return BranchCost(
+            kernel_macs=self._kernel_elements() * SEPARABLE_EXPANSION,
+            kernel_elements=self._kernel_elements(),
+            feature_macs=maps * expanded * (self.kernel_size**2 + self.out_channels // self.groups)
+            + maps * self.out_channels,
+            feature_elements=maps * (expanded + self.out_channels))
+
+    def feature_output(self, x, scale, convolve):
+        # The depthwise conv takes the layer's stride, padding and dilation;
+        # the pointwise conv after it is 1x1.
+        expanded = convolve(x, self.depthwise, groups=self.in_channels)
+        return scale_channels(F.conv2d(expanded, self.pointwise, groups=self.groups), scale)
+
 
 class LinearChainBranch(_Branch):
     """Two stacked 1x1 convs (Rep-1x1's second branch).
@@ -251,3 +366,21 @@ class LinearChainBranch(_Branch):
 
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
         return compose_1x1_kxk(self.conv1, self.conv2, row_scale=scale)
+
+    def add_kernel_to(self, kernel, scale=None):
+        return compose_1x1_kxk(self.conv1, self.conv2, row_scale=scale, accumulate_into=kernel)
+
+    def placement_cost(self, geometry: InputGeometry) -> BranchCost:
+        middle = self.conv1.shape[0]
+        pixels = geometry.batch * geometry.out_pixels
+        return BranchCost(
+            kernel_macs=self._kernel_elements() * middle,
+            kernel_elements=self._kernel_elements(),
+            feature_macs=pixels * middle * (self.in_channels + self.out_channels)
+            + pixels * self.out_channels,
+            feature_elements=pixels * (middle + self.out_channels))
+
+    def feature_output(self, x, scale, convolve):
+        # Both kernels are 1x1: the layer's stride and padding go to the first.
+        middle = convolve(x, self.conv1)
+        return scale_channels(F.conv2d(middle, self.conv2), scale)

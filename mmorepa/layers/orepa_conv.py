@@ -4,7 +4,7 @@ from typing import Optional, Sequence
 from mmengine.registry import MODELS
 
 from ..utils import check_choice
-from .base import BranchedConv2d
+from .branched_conv import BranchedConv2d
 from .branch_sum import BranchSum
 from .orepa_branches import (AvgBranch, Conv1x1Branch, Conv1x1KxKBranch, OriginBranch,
                              PriorBranch, SeparableBranch)
@@ -68,6 +68,9 @@ class OREPAConv2d(BranchedConv2d):
         scaling (str | None): ``'vector'`` (default), ``'scalar'`` or ``None``.
         kaiming_a (float): Slope of the Kaiming-uniform initialization of the
             learned kernels. Default: 0 (published OREPA-ResNet).
+        placement (str): Where the branches run in training: ``'auto'``
+            (default), ``'kernel'`` or ``'feature'``
+            (:class:`~mmorepa.layers.ForwardPolicy`).
     """
 
     def __init__(self,
@@ -82,9 +85,10 @@ class OREPAConv2d(BranchedConv2d):
                  padding_mode: str = 'zeros',
                  branches: Sequence[str] = tuple(OREPA_BRANCHES),
                  scaling: Optional[str] = 'vector',
-                 kaiming_a: float = OREPA_KAIMING_A) -> None:
+                 kaiming_a: float = OREPA_KAIMING_A,
+                 placement: str = 'auto') -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode)
+                         groups, bias, padding_mode, placement=placement)
         if self.kernel_size[0] % 2 == 0:
             raise ValueError(f'kernel_size must be odd for OREPAConv2d, got {kernel_size!r}')
         self.branches = build_branch_sum(branches, in_channels, out_channels,

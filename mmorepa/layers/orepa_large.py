@@ -8,7 +8,7 @@ from mmengine.registry import MODELS
 from torch import nn
 
 from ..kernels import compose_kxk_kxk, solve_second_kernel
-from .base import ReparamConv2d
+from .generated_kernel import GeneratedKernelConv2d
 from .orepa_conv import OREPA_BRANCHES, OREPA_KAIMING_A, build_branch_sum
 
 GENERATOR_KERNEL_SIZE = 3
@@ -19,7 +19,7 @@ MAX_CONDITION = 1e4
 
 
 @MODELS.register_module()
-class OREPALargeConv2d(ReparamConv2d):
+class OREPALargeConv2d(GeneratedKernelConv2d):
     """A ``k x k`` conv (odd ``k >= 5``) whose kernel is ``(k - 1) / 2`` OREPA 3x3
     kernels composed in sequence (in -> out, then out -> out, ...).
 
@@ -36,6 +36,9 @@ class OREPALargeConv2d(ReparamConv2d):
         stride, padding, dilation, groups, bias, padding_mode: As ``nn.Conv2d``.
         branches (Sequence[str]): Branches of every 3x3 generator (all six by default).
         scaling (str | None): ``'vector'`` (default), ``'scalar'`` or ``None``.
+        placement (str): As :class:`OREPAConv2d`, for the same config; the
+            generators always fold (their composition on the feature map
+            would run every 3x3 at the input's full resolution).
     """
 
     def __init__(self,
@@ -49,9 +52,10 @@ class OREPALargeConv2d(ReparamConv2d):
                  bias: bool = False,
                  padding_mode: str = 'zeros',
                  branches: Sequence[str] = tuple(OREPA_BRANCHES),
-                 scaling: Optional[str] = 'vector') -> None:
+                 scaling: Optional[str] = 'vector',
+                 placement: str = 'auto') -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias, padding_mode)
+                         groups, bias, padding_mode, placement=placement)
         size = self.kernel_size[0]
         if size < 5 or size % 2 == 0:
             raise ValueError(f'kernel_size must be odd and >= 5 for OREPALargeConv2d, '

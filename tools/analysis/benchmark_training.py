@@ -16,6 +16,11 @@ and OREPA through ``mmorepa.unsqueeze`` converting every conv kind (orepa), all
 but the dense 1x1 convs (orepa-no-1x1), or the dense k x k convs only
 (orepa-dense-kxk).
 
+``--sizes 32 64 112 224`` repeats the whole run per input side (each in
+``OUT/size-S/``) and draws every variant's ratios over the sizes in
+``OUT/sizes.png``: the curve along which OREPA's branch placement
+(``orepa``: ``auto``; ``orepa-kernel``, ``orepa-feature`` forced) moves.
+
 Time ratios come from steps alternating in one process, per round; memory
 from a fresh process per variant and memory round (on a GPU
 ``max_memory_allocated``, on the CPU the peak resident size, which includes
@@ -30,7 +35,7 @@ import platform
 import torch
 
 from mmorepa.benchmark import models
-from mmorepa.benchmark.report import format_tables, plot, summarize, write_json
+from mmorepa.benchmark.report import format_tables, plot, plot_sizes, summarize, write_json
 from mmorepa.benchmark.suite import run_suite
 
 
@@ -51,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'as the reference of the ratios)')
     parser.add_argument('--batch', type=int, default=32, help='batch size (default: 32)')
     parser.add_argument('--size', type=int, default=224, help='input side (default: 224)')
+    parser.add_argument('--sizes', type=int, nargs='+',
+                        help='several input sides, one run each, and their curve (OUT/sizes.png)')
     parser.add_argument('--rounds', type=int, default=5,
                         help='timed rounds (default: 5)')
     parser.add_argument('--memory-rounds', type=int,
@@ -83,8 +90,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.device == 'cuda' and args.warmup < 1:
         parser.error(f'--warmup must be >= 1 with --device cuda (the first steps tune cuDNN '
                      f'and must stay out of the timings and the memory window), got {args.warmup}')
-    if args.size < 32:
-        parser.error(f'--size must be >= 32 (the networks downsample by 32), got {args.size}')
+    option = '--sizes' if args.sizes else '--size'
+    for size in args.sizes or [args.size]:
+        if size < 32:
+            parser.error(f'{option} must be >= 32 (the networks downsample by 32), got {size}')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no CUDA device is available; use --device cpu')
     known = {variant for arch in args.archs for variant in models.variants(arch)}
@@ -95,22 +104,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    settings = dict(vars(args), torch=torch.__version__, python=platform.python_version(),
-                    machine=platform.machine(), processor=platform.processor(),
-                    cpu_count=os.cpu_count())
+def run(args: argparse.Namespace, size: int, out: str) -> dict:
+    """One benchmark run at input side ``size``; tables printed, files in ``out``."""
+    settings = dict(vars(args), size=size, torch=torch.__version__,
+                    python=platform.python_version(), machine=platform.machine(),
+                    processor=platform.processor(), cpu_count=os.cpu_count())
     if args.device == 'cuda':
         settings['gpu'] = torch.cuda.get_device_name()
     results = run_suite(settings, progress=lambda line: print(line, flush=True))
     summary = summarize(results)
     print('\n' + format_tables(summary, settings))
-    os.makedirs(args.out, exist_ok=True)
-    json_path = os.path.join(args.out, 'benchmark.json')
-    png_path = os.path.join(args.out, 'benchmark.png')
+    os.makedirs(out, exist_ok=True)
+    json_path = os.path.join(out, 'benchmark.json')
+    png_path = os.path.join(out, 'benchmark.png')
     write_json(json_path, settings, summary, results)
     plot(summary, png_path)
     print(f'\nwrote {json_path} and {png_path}')
+    return summary
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.sizes:
+        run(args, args.size, args.out)
+        return 0
+    summaries = {}
+    for index, size in enumerate(args.sizes):
+        print(f'input side {size} ({index + 1}/{len(args.sizes)})', flush=True)
+        summaries[size] = run(args, size, os.path.join(args.out, f'size-{size}'))
+    curve = os.path.join(args.out, 'sizes.png')
+    plot_sizes(summaries, curve)
+    print(f'wrote {curve}')
     return 0
 
 
