@@ -92,7 +92,7 @@ class BranchSum(nn.ModuleDict):
         return [branch.placement_cost(geometry) for branch in self.values()]
 
     def feature_output(self, x: Tensor, indices: Collection[int],
-                       convolve: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+                       convolve: Callable[..., Tensor]) -> Tensor:
         """The sum of the named branches run on the feature map ``x``
         (:meth:`~mmorepa.layers.orepa_branches._Branch.feature_output`)."""
         branches = list(self.values())

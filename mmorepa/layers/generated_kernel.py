@@ -84,7 +84,7 @@ class GeneratedKernelConv2d(ReparamConv2d):
         return ()
 
     def feature_output(self, x: Tensor, feature_side: Sequence[int],
-                       convolve: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+                       convolve: Callable[..., Tensor]) -> Tensor:
         """The sum of the ``feature_side`` branches run on ``x``."""
         raise NotImplementedError(f'{type(self).__name__} runs no branch on the feature map')
 

@@ -118,7 +118,7 @@ class _Branch(nn.Module):
                           feature_elements=0)
 
     def feature_output(self, x: Tensor, scale: Optional[Tensor],
-                       convolve: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+                       convolve: Callable[..., Tensor]) -> Tensor:
         """The branch run on the feature map ``x``: equal to
         ``convolve(x, self.kernel(scale))``, which it computes here.
 
