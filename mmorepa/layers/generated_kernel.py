@@ -90,7 +90,8 @@ class GeneratedKernelConv2d(ReparamConv2d):
 
     def _remembered_placement(self, input_shape: Sequence[int],
                               choose: Callable[[], Tuple[int, ...]]) -> Tuple[int, ...]:
-        key = (self.forward_policy.placement, tuple(input_shape))
+        # Only 'auto' chooses by shape, so the shape alone is the key.
+        key = tuple(input_shape)
         if key not in self._placements:
             if len(self._placements) >= MAX_REMEMBERED_SHAPES:
                 self._placements.clear()
