@@ -34,6 +34,23 @@ def _broadcastable(row_scale: Tensor, tensor: Tensor) -> Tensor:
     return row_scale.reshape(*row_scale.shape, *([1] * (tensor.dim() - row_scale.dim())))
 
 
+def _batch_major(tensor: Tensor, axes: str, batch_axes: str,
+                 row_scale: Optional[Tensor] = None) -> Tensor:
+    """``tensor`` (axes named by ``axes``; rows times ``row_scale``) stored with
+    the ``batch_axes`` outermost: einsum's batched product then reads each
+    matrix with unit stride instead of gathering it from across the tensor.
+    The scale is applied in place to the new copy (differentiable, and no
+    second kernel-sized allocation)."""
+    order = [axes.index(axis) for axis in batch_axes]
+    order += [index for index, axis in enumerate(axes) if axis not in batch_axes]
+    if order == sorted(order):
+        return tensor if row_scale is None else tensor * _broadcastable(row_scale, tensor)
+    inverse = sorted(range(len(order)), key=order.__getitem__)
+    stored = tensor.new_empty([tensor.shape[index] for index in order]).permute(inverse)
+    stored.copy_(tensor)
+    return stored if row_scale is None else stored.mul_(_broadcastable(row_scale, stored))
+
+
 class _RowScaledProduct(torch.autograd.Function):
 
     @staticmethod
@@ -82,14 +99,22 @@ class _RowScaledProduct(torch.autograd.Function):
         # factors are kernel-sized. bfloat16 has float32's range and stays.
         # An accumulator may be wider than the product: the product's dtype rules.
         dtype = torch.float32 if ctx.product_dtype == torch.float16 else ctx.product_dtype
+        # Both backward products sum over the rows for each axis that all three
+        # tensors share: with such an axis behind the rows (the separable
+        # kernel's input channel) einsum's batched products gather each matrix
+        # from across the tensor, several times slower than from factors
+        # stored batch-major (docs/benchmarks.md, "Branch placement").
+        batch = ''.join(axis for axis in right_axes if axis in left_axes and axis in result_axes)
         with torch.autocast(grad.device.type, enabled=False):
-            grad, left_c, right_c = grad.to(dtype), left.to(dtype), right.to(dtype)
-            scale_c = None if row_scale is None else _broadcastable(row_scale.to(dtype), grad)
+            grad = _batch_major(grad.to(dtype), result_axes, batch)
+            left_c, right_c = left.to(dtype), right.to(dtype)
+            scale_c = None if row_scale is None else row_scale.to(dtype)
             grad_left = grad_right = grad_scale = None
             if need_right:
-                scaled_grad = grad if scale_c is None else grad * scale_c
-                grad_right = torch.einsum(f'{result_axes},{left_axes}->{right_axes}',
-                                          scaled_grad, left_c).to(right.dtype)
+                # The scale goes to the left factor while it is stored anyway.
+                grad_right = torch.einsum(f'{result_axes},{left_axes}->{right_axes}', grad,
+                                          _batch_major(left_c, left_axes, batch, scale_c))
+                grad_right = grad_right.to(right.dtype)
             if need_left or need_scale:
                 # The gradient of the unscaled left factor; the scale's gradient
                 # is its row-wise dot product with the left factor itself.
@@ -101,7 +126,7 @@ class _RowScaledProduct(torch.autograd.Function):
                                                      left_c.flatten(2)).to(row_scale.dtype)
                 if need_left:
                     grad_left = unscaled if scale_c is None else unscaled * _broadcastable(
-                        row_scale.to(dtype), unscaled)
+                        scale_c, unscaled)
                     grad_left = grad_left.to(left.dtype)
         return grad_accumulator, None, grad_left, grad_right, grad_scale
 
