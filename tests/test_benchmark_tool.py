@@ -3,6 +3,7 @@
 No timing assertions: a unit test on a shared machine makes no performance claim.
 """
 import json
+import math
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from mmorepa.benchmark import measure, models, report, suite, worker
+from mmorepa.layers import GeneratedKernelConv2d
 from tools.analysis.benchmark_training import parse_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,7 +59,7 @@ def test_every_variant_is_measured_against_the_first(tiny_run):
     assert 'input resnet18 2x3x32x32' in stdout
     assert (out / 'benchmark.png').stat().st_size > 0
     # Batch 2 at 32x32: layer4 sees 1x1 maps, where 'auto' moves the 1x1-kxk branch.
-    feature, total = summary['resnet18']['train']['orepa']['placement']['1x1_kxk']
+    feature, total, _ = summary['resnet18']['train']['orepa']['placement']['branches']['1x1_kxk']
     assert 0 < feature < total == 16
     assert 'Branch placement in a training step' in stdout and '1x1_kxk ' in stdout
 
@@ -67,12 +69,41 @@ def test_every_variant_is_measured_against_the_first(tiny_run):
 def test_branch_placement_counts_what_a_step_ran(variant, moved):
     model = models.build('resnet18', variant)
     step = models.training_step(model, 2, 32, torch.device('cpu'))
-    counts = measure.branch_placement(model, step)
+    placement = measure.branch_placement(model, step)
+    counts = placement['branches']
     assert set(counts) == {'origin', 'avg', 'prior', '1x1_kxk', '1x1', 'dws'}
-    assert all(total == 16 for _, total in counts.values())
+    assert all(total == 16 for _, total, _ in counts.values())
     assert (counts['1x1_kxk'][0] > 0) == moved
     if variant == 'orepa-feature':
-        assert all(feature == total for feature, total in counts.values())
+        assert all(feature == total for feature, total, _ in counts.values())
+
+
+def test_branch_placement_counts_multiply_adds():
+    """The cheaper side where 'auto' moved a branch, the folded side elsewhere;
+    the convs' multiply-adds are those of the plain network's convs at the
+    re-param layers' places, counted by hooks."""
+    placements, built = {}, {}
+    for variant in ('orepa', 'orepa-kernel'):
+        model = built[variant] = models.build('resnet18', variant)
+        placements[variant] = measure.branch_placement(
+            model, models.training_step(model, 2, 32, torch.device('cpu')))
+    auto, kernel = (placements[v]['branches'] for v in ('orepa', 'orepa-kernel'))
+    assert auto['1x1_kxk'][0] > 0 and all(kernel[name][0] == 0 for name in kernel)
+    for name, (moved, _, macs) in auto.items():
+        assert macs < kernel[name][2] if moved else macs == kernel[name][2]
+    reparam = {name for name, module in built['orepa'].named_modules()
+               if isinstance(module, GeneratedKernelConv2d)}
+    plain, macs = models.build('resnet18', 'plain'), []
+
+    def count(conv, args, out):
+        macs.append(out.numel() * conv.in_channels // conv.groups * math.prod(conv.kernel_size))
+
+    for name, module in plain.named_modules():
+        if name in reparam:
+            module.register_forward_hook(count)
+    plain(torch.zeros(2, 3, 32, 32))
+    assert len(macs) == len(reparam)
+    assert placements['orepa']['conv_macs'] == placements['orepa-kernel']['conv_macs'] == sum(macs)
 
 
 def test_sizes_curve_is_drawn(tiny_run, tmp_path):

@@ -7,6 +7,7 @@ the same round. (``torch.utils.benchmark`` times one statement many times in
 a row, which is what alternation avoids.) Memory: each variant in a fresh
 process, whose peak is the variant's alone.
 """
+import math
 import resource
 import statistics
 import sys
@@ -18,6 +19,7 @@ from torch import nn
 
 from ..layers import GeneratedKernelConv2d
 from ..layers.orepa_branches import Conv1x1KxKBranch, LinearChainBranch
+from ..layers.placement import InputGeometry
 
 
 def synchronize(device: torch.device) -> None:
@@ -79,11 +81,19 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak_rss_mb()
 
 
-def branch_placement(model: nn.Module, step: Callable[[], None]) -> Dict[str, List[int]]:
-    """Per branch name: ``[layers running it on the feature map, layers with
-    it]`` in one training ``step`` (each layer's choice for the input it meets;
-    :mod:`mmorepa.layers.placement`). Layers without a gradient are left out:
-    they convolve with their cached kernel."""
+def branch_placement(model: nn.Module, step: Callable[[], None]) -> Dict[str, object]:
+    """Where one training ``step`` ran each branch (each layer's choice for the
+    input it meets; :mod:`mmorepa.layers.placement`), and what that costs by
+    the layers' own cost model.
+
+    Returns:
+        dict: ``branches``: per branch name ``[layers running it on the
+        feature map, layers with it, forward multiply-adds at the placement
+        run]``; ``conv_macs``: forward multiply-adds of the layers' convs with
+        their folded kernels, what the plain network's convs cost in them.
+        Layers without a gradient are left out: they convolve with their
+        cached kernel.
+    """
     shapes = {}
     layers = {name: m for name, m in model.named_modules()
               if isinstance(m, GeneratedKernelConv2d)
@@ -101,15 +111,21 @@ def branch_placement(model: nn.Module, step: Callable[[], None]) -> Dict[str, Li
         for hook in hooks:
             hook.remove()
     counts: Dict[str, List[int]] = {}
+    conv_macs = 0
     for name, shape in shapes.items():
         layer = layers[name]
+        geometry = InputGeometry.of(shape, layer.stride)
+        conv_macs += (geometry.batch * geometry.out_pixels * layer.out_channels
+                      * layer.in_channels // layer.groups * math.prod(layer.kernel_size))
         feature_side = () if layer.forward_policy.folds_every_branch else \
             layer.feature_side(shape)
-        for branch, side in layer.placement_by_branch(feature_side).items():
-            count = counts.setdefault(branch, [0, 0])
+        sides = layer.placement_by_branch(feature_side).items()
+        for (branch, side), cost in zip(sides, layer.branch_costs(shape)):
+            count = counts.setdefault(branch, [0, 0, 0])
             count[0] += side == 'feature'
             count[1] += 1
-    return counts
+            count[2] += cost.feature_macs if side == 'feature' else cost.kernel_macs
+    return dict(branches=counts, conv_macs=conv_macs)
 
 
 def kernel_generation(model: nn.Module, rounds: int, device: torch.device,

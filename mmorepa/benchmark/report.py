@@ -35,7 +35,7 @@ def summarize(results: Dict[str, dict]) -> Dict[str, dict]:
                        params_train=timing['params_train'],
                        params_deploy=timing['params_deploy'],
                        rounds=len(timing['times_s']))
-            if timing.get('placement'):
+            if timing.get('placement', {}).get('branches'):
                 row['placement'] = timing['placement']
             for key in ('kernels', 'products'):
                 if key in timing:
@@ -76,7 +76,8 @@ def format_tables(summary: Dict[str, dict], settings: dict) -> str:
     kernels = PrettyTable(['arch', 'variant', 'all kernels (fwd+bwd)', 'share of plain step',
                            'of which matrix products', 'share'])
     placement = PrettyTable(['arch', 'variant', 'branches on the feature map (of layers '
-                             'with the branch)'])
+                             'with the branch), forward multiply-adds',
+                             'branches / convs, multiply-adds'])
     infer = PrettyTable(['arch', 'squeezed', 'params', 'stock params', 'stock batch time',
                          'throughput vs stock', 'train form, cached kernels, vs stock'])
     for arch, entry in summary.items():
@@ -86,9 +87,11 @@ def format_tables(summary: Dict[str, dict], settings: dict) -> str:
                            _spread(row['time_ratio']), f"{row['peak_memory_mb']:.0f} MB",
                            _spread(row['memory_ratio'])])
             if 'placement' in row:
+                branches, conv_macs = row['placement']['branches'], row['placement']['conv_macs']
                 placement.add_row([arch, variant, ', '.join(
-                    f'{branch} {feature}/{total}'
-                    for branch, (feature, total) in row['placement'].items())])
+                    f'{branch} {feature}/{total} {macs / 1e9:.2f} G'
+                    for branch, (feature, total, macs) in branches.items()),
+                    f"{sum(macs for *_, macs in branches.values()) / conv_macs:.2f}"])
             if 'kernels_s' in row:
                 kernels.add_row([arch, variant, f"{row['kernels_s']:.3f} s",
                                  f"{row['kernels_share']:.2f}", f"{row['products_s']:.3f} s",
@@ -101,7 +104,8 @@ def format_tables(summary: Dict[str, dict], settings: dict) -> str:
                            _spread(row['cached_throughput_ratio'])])
     parts = [head, train.get_string()]
     if placement.rows:
-        placement.align['branches on the feature map (of layers with the branch)'] = 'l'
+        placement.align['branches on the feature map (of layers with the branch), forward '
+                        'multiply-adds'] = 'l'
         parts += ['Branch placement in a training step (docs/benchmarks.md, "Branch '
                   'placement")', placement.get_string()]
     if kernels.rows:

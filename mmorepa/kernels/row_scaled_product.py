@@ -122,8 +122,10 @@ class _RowScaledProduct(torch.autograd.Function):
                 unscaled = torch.einsum(f'{result_axes},{right_axes}->{left_axes}', grad,
                                         right_c).contiguous()
                 if need_scale:
-                    grad_scale = torch.linalg.vecdot(unscaled.flatten(2),
-                                                     left_c.flatten(2)).to(row_scale.dtype)
+                    # As einsum, one batched product that only reads both
+                    # (vecdot multiplies into a kernel-sized tensor, then sums).
+                    grad_scale = torch.einsum('grx,grx->gr', unscaled.flatten(2),
+                                              left_c.flatten(2)).to(row_scale.dtype)
                 if need_left:
                     grad_left = unscaled if scale_c is None else unscaled * _broadcastable(
                         scale_c, unscaled)

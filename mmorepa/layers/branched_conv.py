@@ -4,7 +4,7 @@ from typing import List, Optional, Sequence, Tuple
 from torch import Tensor
 
 from .generated_kernel import GeneratedKernelConv2d
-from .placement import InputGeometry, feature_side_branches
+from .placement import BranchCost, InputGeometry, feature_side_branches
 
 
 class BranchedConv2d(GeneratedKernelConv2d):
@@ -35,12 +35,11 @@ class BranchedConv2d(GeneratedKernelConv2d):
     def feature_side(self, input_shape: Sequence[int]) -> Tuple[int, ...]:
         if self.forward_policy.placement == 'feature':
             return tuple(range(len(self.branches)))
+        return self._remembered_placement(
+            input_shape, lambda: feature_side_branches(self.branch_costs(input_shape)))
 
-        def cheaper() -> Tuple[int, ...]:
-            geometry = InputGeometry.of(input_shape, self.stride)
-            return feature_side_branches(self.branches.placement_costs(geometry))
-
-        return self._remembered_placement(input_shape, cheaper)
+    def branch_costs(self, input_shape: Sequence[int]) -> List[BranchCost]:
+        return self.branches.placement_costs(InputGeometry.of(input_shape, self.stride))
 
     def feature_output(self, x, feature_side, convolve):
         return self.branches.feature_output(x, feature_side, convolve)

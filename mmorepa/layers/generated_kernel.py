@@ -12,6 +12,7 @@ from .base import ReparamConv2d
 from .compiled_kernel import compiled_kernel
 from .forward_policy import ForwardPolicy
 from .kernel_cache import KernelCache, autocast_state
+from .placement import BranchCost
 from .stock_conv import convolve_like, unfolded_conv
 
 # Input shapes whose branch placement a layer remembers (a detector's
@@ -82,6 +83,11 @@ class GeneratedKernelConv2d(ReparamConv2d):
         """Indices of the branches that run on the feature map in training for
         an input of ``input_shape``, as the policy says. Here: none."""
         return ()
+
+    def branch_costs(self, input_shape: Sequence[int]) -> List[BranchCost]:
+        """Each placeable branch's :class:`BranchCost` for an input of
+        ``input_shape``, in :meth:`branch_names` order. Here: none."""
+        return []
 
     def feature_output(self, x: Tensor, feature_side: Sequence[int],
                        convolve: Callable[..., Tensor]) -> Tensor:
