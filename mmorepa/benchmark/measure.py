@@ -120,7 +120,7 @@ def branch_placement(model: nn.Module, step: Callable[[], None]) -> Dict[str, ob
         feature_side = () if layer.forward_policy.folds_every_branch else \
             layer.feature_side(shape)
         sides = layer.placement_by_branch(feature_side).items()
-        for (branch, side), cost in zip(sides, layer.branch_costs(shape)):
+        for (branch, side), cost in zip(sides, layer.branch_costs(shape), strict=True):
             count = counts.setdefault(branch, [0, 0, 0])
             count[0] += side == 'feature'
             count[1] += 1

@@ -117,6 +117,19 @@ class _Branch(nn.Module):
                           feature_macs=elements * (1 + geometry.batch * geometry.out_pixels),
                           feature_elements=0)
 
+    def _two_conv_cost(self, geometry: InputGeometry, depth: int, middle: int,
+                       macs_per_middle: int) -> BranchCost:
+        """The cost of a branch that folds as a product ``depth`` deep per
+        kernel element and runs on the feature map as two convs through a
+        ``middle``-channel map at the output's resolution, both convs together
+        costing ``macs_per_middle`` multiply-adds per middle element (then the
+        scale on the output)."""
+        elements = self._kernel_elements()
+        pixels = geometry.batch * geometry.out_pixels
+        return BranchCost(kernel_macs=elements * depth, kernel_elements=elements,
+                          feature_macs=pixels * (middle * macs_per_middle + self.out_channels),
+                          feature_elements=pixels * (middle + self.out_channels))
+
     def feature_output(self, x: Tensor, scale: Optional[Tensor],
                        convolve: Callable[..., Tensor]) -> Tensor:
         """The branch run on the feature map ``x``: equal to
@@ -326,14 +339,8 @@ class SeparableBranch(_Branch):
                                   self.groups, scale, accumulate_into=kernel)
 
     def placement_cost(self, geometry: InputGeometry) -> BranchCost:
-        expanded = self.depthwise.shape[0]
-        maps = geometry.batch * geometry.out_pixels
-        return BranchCost(
-            kernel_macs=self._kernel_elements() * SEPARABLE_EXPANSION,
-            kernel_elements=self._kernel_elements(),
-            feature_macs=maps * expanded * (self.kernel_size**2 + self.out_channels // self.groups)
-            + maps * self.out_channels,
-            feature_elements=maps * (expanded + self.out_channels))
+        return self._two_conv_cost(geometry, SEPARABLE_EXPANSION, self.depthwise.shape[0],
+                                   self.kernel_size**2 + self.out_channels // self.groups)
 
     def feature_output(self, x, scale, convolve):
         # The depthwise conv takes the layer's stride, padding and dilation;
@@ -372,13 +379,8 @@ class LinearChainBranch(_Branch):
 
     def placement_cost(self, geometry: InputGeometry) -> BranchCost:
         middle = self.conv1.shape[0]
-        pixels = geometry.batch * geometry.out_pixels
-        return BranchCost(
-            kernel_macs=self._kernel_elements() * middle,
-            kernel_elements=self._kernel_elements(),
-            feature_macs=pixels * middle * (self.in_channels + self.out_channels)
-            + pixels * self.out_channels,
-            feature_elements=pixels * (middle + self.out_channels))
+        return self._two_conv_cost(geometry, middle, middle,
+                                   self.in_channels + self.out_channels)
 
     def feature_output(self, x, scale, convolve):
         # Both kernels are 1x1: the layer's stride and padding go to the first.
