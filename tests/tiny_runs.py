@@ -188,6 +188,11 @@ def _runtime(cfg, work_dir, by_epoch):
                                         by_epoch=by_epoch)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.default_hooks.pop('visualization', None)
+    # mmengine keeps one visualizer per name in a process and mmdet's and
+    # mmseg's configs name theirs 'visualizer': without a name of its own, a run
+    # would log into the work_dir of the process's first run (removed by then).
+    if 'visualizer' in cfg:
+        cfg.visualizer.name = work_dir
     cfg.randomness = dict(seed=0)
     cfg.env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'),
                        mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0))
