@@ -249,6 +249,18 @@ def test_row_scaled_kernels_save_only_their_inputs(equation):
     assert saved and all(t.untyped_storage().data_ptr() in input_storages for t in saved)
 
 
+@pytest.mark.parametrize('equation', ['compose', 'separable'])
+def test_accumulating_modifies_the_kernel_itself(equation):
+    """The product is added to the kernel, not to a view of it: autograd's
+    node for an in-place change of a view (CopySlices) would copy the whole
+    kernel gradient twice in every backward pass."""
+    left, right, scale, kernel = _row_scaled_factors(equation, 2, 'vector')
+    into = rand(*kernel(left, right, scale).shape).requires_grad_() * 1.0
+    out = kernel(*(t.requires_grad_() for t in (left, right, scale)), accumulate_into=into)
+    assert out is into and out._base is None
+    assert type(out.grad_fn).__name__ == '_RowScaledProductBackward'
+
+
 def test_row_scaled_product_rejects_bad_arguments():
     left, right = rand(2, 3, 4, 5), rand(2, 4, 6)
     with pytest.raises(ValueError, match='equation'):

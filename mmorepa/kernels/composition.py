@@ -46,11 +46,9 @@ def compose_1x1_kxk(first: Tensor,
                          f'{tuple(second.shape)} kernel at groups={groups}')
     first = first.reshape(groups, mid_per_group, in_per_group)
     second = second.reshape(groups, out // groups, mid_per_group, kh * kw)
-    into = None if accumulate_into is None else accumulate_into.view(
-        groups, out // groups, in_per_group, kh * kw)
     kernel = row_scaled_product('gots,gti->gois', second, first,
-                                grouped_row_scale(row_scale, out, groups), into)
-    return kernel.reshape(out, in_per_group, kh, kw) if into is None else accumulate_into
+                                grouped_row_scale(row_scale, out, groups), accumulate_into)
+    return kernel.reshape(out, in_per_group, kh, kw) if accumulate_into is None else kernel
 
 
 def compose_kxk_kxk(first: Tensor, second: Tensor, groups: int = 1) -> Tensor:

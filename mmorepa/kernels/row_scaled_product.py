@@ -56,20 +56,23 @@ class _RowScaledProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, accumulator: Optional[Tensor], equation: str, left: Tensor, right: Tensor,
                 row_scale: Optional[Tensor]) -> Tensor:
-        # The accumulator comes first: autograd gives a view modified in place
-        # the gradient of a custom function's first input.
         product = torch.einsum(equation, left, right)
         ctx.axes = _parse(equation)
         ctx.product_dtype = product.dtype
+        ctx.result_shape = product.shape
         ctx.save_for_backward(left, right, row_scale)
         if accumulator is not None:
             # Added in place while reading einsum's permuted view: one pass, no
-            # kernel-sized allocation.
+            # kernel-sized allocation. The accumulator is taken whole and viewed
+            # in the result's shape here, out of autograd's sight: an in-place
+            # change of a view makes autograd copy the whole gradient twice in
+            # backward (CopySlices); of the tensor itself, it passes it on.
             ctx.mark_dirty(accumulator)
+            into = accumulator.view(product.shape)
             if row_scale is None:
-                accumulator.add_(product)
+                into.add_(product)
             else:
-                accumulator.addcmul_(product, _broadcastable(row_scale, product))
+                into.addcmul_(product, _broadcastable(row_scale, product))
             return accumulator
         if torch.compiler.is_compiling():
             # Inductor fuses the scale into the copy by itself (and the out=
@@ -91,6 +94,7 @@ class _RowScaledProduct(torch.autograd.Function):
         need_left, need_right, need_scale = ctx.needs_input_grad[2:]
         # The sum passes its gradient on unchanged, in the accumulator's dtype.
         grad_accumulator = grad if ctx.needs_input_grad[0] else None
+        grad = grad.reshape(ctx.result_shape)
         # The forward's products ran in the output's dtype (the autocast dtype
         # under autocast); so do the backward's, whatever autocast says now,
         # but in float32 for a float16 gradient: its sums over O/g * k^2
@@ -148,9 +152,10 @@ def row_scaled_product(equation: str, left: Tensor, right: Tensor,
         left (Tensor): The factor that carries the rows.
         right (Tensor): The other factor.
         row_scale (Tensor | None): Shape ``left.shape[:2]``; ``None``: no scale.
-        accumulate_into (Tensor | None): A tensor of the result's shape to add
-            the product to, in place (autograd follows), and return; ``None``:
-            a new tensor.
+        accumulate_into (Tensor | None): A contiguous tensor with the result's
+            elements, in any shape (a kernel whose reshape the result is), to
+            add the product to, in place (autograd follows), and return;
+            ``None``: a new tensor.
 
     Returns:
         Tensor: The scaled product, in the dtype einsum gives (the autocast
@@ -163,8 +168,8 @@ def row_scaled_product(equation: str, left: Tensor, right: Tensor,
     if accumulate_into is not None and torch.compiler.is_compiling():
         # The compiler fuses the addition by itself, and its tracing takes no
         # custom function that writes into a view.
-        return accumulate_into.add_(_RowScaledProduct.apply(None, equation, left, right,
-                                                            row_scale))
+        product = _RowScaledProduct.apply(None, equation, left, right, row_scale)
+        return accumulate_into.add_(product.view(accumulate_into.shape))
     return _RowScaledProduct.apply(accumulate_into, equation, left, right, row_scale)
 
 

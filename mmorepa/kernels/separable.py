@@ -42,8 +42,6 @@ def separable_to_dense(depthwise: Tensor,
     in_per_group = cols // expansion
     depthwise = depthwise.reshape(groups, in_per_group, expansion, kh * kw)
     pointwise = pointwise.reshape(groups, out // groups, in_per_group, expansion)
-    into = None if accumulate_into is None else accumulate_into.view(
-        groups, out // groups, in_per_group, kh * kw)
     kernel = row_scaled_product('goie,gies->gois', pointwise, depthwise,
-                                grouped_row_scale(row_scale, out, groups), into)
-    return kernel.reshape(out, in_per_group, kh, kw) if into is None else accumulate_into
+                                grouped_row_scale(row_scale, out, groups), accumulate_into)
+    return kernel.reshape(out, in_per_group, kh, kw) if accumulate_into is None else kernel
