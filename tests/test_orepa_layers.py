@@ -168,6 +168,25 @@ def test_gradients_reach_every_branch_and_branches_stay_distinct():
                     assert similarity.abs() < 0.99
 
 
+@pytest.mark.parametrize('branches', [tuple(OREPA_BRANCHES), ('origin', '1x1')])
+@pytest.mark.parametrize('kernel_size', [1, 3, 5])
+def test_the_kernel_sum_changes_no_view_in_place(branches, kernel_size):
+    """Every branch is added to the whole kernel, never to a slice of it:
+    autograd undoes an in-place change of a view (CopySlices) by copying the
+    whole kernel gradient twice in every backward pass."""
+    layer = OREPAConv2d(8, 8, kernel_size, padding=kernel_size // 2, branches=branches)
+    kernel = layer.branches.kernel()
+    nodes, seen = [kernel.grad_fn], set()
+    while nodes:
+        node = nodes.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            assert type(node).__name__ != 'CopySlices', branches
+            nodes += [next_node for next_node, _ in node.next_functions]
+    assert len(seen) > len(branches)
+    assert kernel._base is None
+
+
 @pytest.mark.parametrize('kwargs,error,match', [
     (dict(in_channels=6, out_channels=8, kernel_size=3, groups=4), ValueError, 'in_channels'),
     (dict(in_channels=8, out_channels=6, kernel_size=3, groups=4), ValueError, 'out_channels'),

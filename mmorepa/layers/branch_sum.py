@@ -18,16 +18,21 @@ class BranchSum(nn.ModuleDict):
     block stays linear and can be squeezed every forward pass (paper, sec. 3,
     "Block Linearization"; docs/method.md).
 
-    The branch that can hold any kernel (``origin``, else ``1x1_kxk``: the
-    lowest ``absorb_rank``) is added last. Training does not care about the
-    order; :meth:`set_kernel` does: the last addition rounds the kernel it
-    sets to within one rounding of the wanted one, where an earlier one would
-    carry the rounding of the larger random branches after it.
+    The sum starts from a branch whose kernel costs no more than a zero one
+    (``starts_sum``), if any. The branch that can hold any kernel (``origin``,
+    else ``1x1_kxk``: the lowest ``absorb_rank``) is added last. Training does
+    not care about the order; :meth:`set_kernel` does: the last addition
+    rounds the kernel it sets to within one rounding of the wanted one, where
+    an earlier one would carry the rounding of the larger random branches
+    after it.
 
     Args:
-        branches (dict[str, nn.Module]): Name to module whose ``kernel(scale)``
-            returns the branch kernel with its output rows multiplied by
-            ``scale``; all kernels have the same shape.
+        branches (dict[str, nn.Module]): Name to branch
+            (:mod:`~mmorepa.layers.orepa_branches`): ``kernel(scale)`` returns
+            its kernel with its output rows multiplied by ``scale``,
+            ``new_kernel(scale)`` the same as a new tensor and
+            ``add_kernel_to(kernel, scale)`` adds it in place; all kernels
+            have the same shape.
         init_scales (dict[str, float]): Initial scale of each branch.
         out_channels (int): Length of a vector scale.
         scaling (str | None): ``'vector'``: one scale per output channel and
@@ -53,6 +58,9 @@ class BranchSum(nn.ModuleDict):
                   if branch.absorb_rank is not None]
         self.absorber: Optional[int] = min(ranked)[1] if ranked else None
         others = [index for index in range(len(self)) if index != self.absorber]
+        # A branch whose kernel costs no more than a zero one starts the sum.
+        branches = list(self.values())
+        others.sort(key=lambda index: not branches[index].starts_sum)
         self.order = others + ([] if self.absorber is None else [self.absorber])
 
     def reset_scales(self) -> None:
@@ -70,15 +78,13 @@ class BranchSum(nn.ModuleDict):
         indices = list(indices)
         if not indices:
             return None
-        # One kernel that every branch adds itself to, in the parameters' dtype
-        # (under autocast the products come in the autocast dtype and are
-        # widened as they are added); each branch applies its scale where it is
-        # cheapest (see orepa_branches).
-        like = branches[indices[0]]
-        weight = next(like.parameters())
-        kernel = weight.new_zeros(like.out_channels, like.in_channels // like.groups,
-                                  like.kernel_size, like.kernel_size)
-        for index in indices:
+        # One kernel, started by the first branch, that every other branch adds
+        # itself to, in the parameters' dtype (under autocast the products come
+        # in the autocast dtype and are widened as they are added); each branch
+        # applies its scale where it is cheapest (see orepa_branches).
+        first, *rest = indices
+        kernel = branches[first].new_kernel(self._scale(first))
+        for index in rest:
             kernel = branches[index].add_kernel_to(kernel, self._scale(index))
         return kernel
 

@@ -75,6 +75,9 @@ def scale_channels(feature_map: Tensor, scale: Optional[Tensor]) -> Tensor:
 class _Branch(nn.Module):
 
     absorb_rank: Optional[int] = None
+    # Whether :meth:`new_kernel` costs no more than a zero kernel; the branch
+    # sum then starts from this branch (BranchSum).
+    starts_sum = False
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, groups: int,
                  kaiming_a: float) -> None:
@@ -95,6 +98,14 @@ class _Branch(nn.Module):
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
         """The branch's ``(O, I/g, k, k)`` kernel, rows multiplied by ``scale``."""
         raise NotImplementedError
+
+    def new_kernel(self, scale: Optional[Tensor] = None) -> Tensor:
+        """:meth:`kernel` ``(scale)`` as a new tensor, in the parameters' dtype:
+        the start of the branch sum, which adds the other branches to it in place."""
+        weight = next(self.parameters())
+        kernel = weight.new_zeros(self.out_channels, self.in_channels // self.groups,
+                                  self.kernel_size, self.kernel_size)
+        return self.add_kernel_to(kernel, scale)
 
     def add_kernel_to(self, kernel: Tensor, scale: Optional[Tensor] = None) -> Tensor:
         """Add :meth:`kernel` ``(scale)`` to ``kernel`` in place and return it.
@@ -188,8 +199,8 @@ class OriginBranch(_Branch):
         self.weight.copy_(unscale_rows(term, scale))
 
 
-class Conv1x1Branch(_Branch):
-    """A 1x1 kernel at the centre of the ``k x k`` window."""
+class _PointwiseBranch(_Branch):
+    """A branch whose one parameter is a 1x1 kernel ``(O, I/g, 1, 1)``."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -199,8 +210,23 @@ class Conv1x1Branch(_Branch):
     def reset_parameters(self) -> None:
         self._kaiming(self.weight)
 
+
+class Conv1x1Branch(_PointwiseBranch):
+    """A 1x1 kernel at the centre of the ``k x k`` window."""
+
+    # Zero but at the centre, its kernel costs what a zero kernel costs; the
+    # sum starting from it, nothing is added to a slice of a kernel in place,
+    # which autograd would undo by copying the whole kernel gradient twice in
+    # backward (an in-place change of a view: CopySlices).
+    starts_sum = True
+
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
         return pad_to_kernel_size(scale_rows(self.weight, scale), self.kernel_size)
+
+    def new_kernel(self, scale=None):
+        # A new tensor unless neither padding nor scale made one.
+        kernel = self.kernel(scale)
+        return kernel.clone() if kernel is self.weight else kernel
 
     def add_kernel_to(self, kernel, scale=None):
         centre = self.kernel_size // 2
@@ -208,17 +234,15 @@ class Conv1x1Branch(_Branch):
         return kernel
 
 
-class AvgBranch(Conv1x1Branch):
+class AvgBranch(_PointwiseBranch):
     """A 1x1 conv followed by ``k x k`` average pooling."""
 
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
+        # A broadcast view: added to the sum as such, it is never materialized.
         return avg_pool_kernel(scale_rows(self.weight, scale), self.kernel_size)
 
-    # Its kernel is a broadcast view: added as such, it is never materialized.
-    add_kernel_to = _Branch.add_kernel_to
 
-
-class PriorBranch(Conv1x1Branch):
+class PriorBranch(_PointwiseBranch):
     """A 1x1 conv whose output channel ``o`` is filtered by the fixed prior ``F[o]``."""
 
     def __init__(self, *args, **kwargs) -> None:
