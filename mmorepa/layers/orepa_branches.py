@@ -214,10 +214,10 @@ class _PointwiseBranch(_Branch):
 class Conv1x1Branch(_PointwiseBranch):
     """A 1x1 kernel at the centre of the ``k x k`` window."""
 
-    # Zero but at the centre, its kernel costs what a zero kernel costs; the
-    # sum starting from it, nothing is added to a slice of a kernel in place,
-    # which autograd would undo by copying the whole kernel gradient twice in
-    # backward (an in-place change of a view: CopySlices).
+    # Zero but at the centre, its kernel costs what a zero kernel costs: the
+    # branch sum starts from it rather than adding it to the centre of a
+    # kernel in place, which autograd would undo by copying the whole kernel
+    # gradient twice in backward (an in-place change of a view: CopySlices).
     starts_sum = True
 
     def kernel(self, scale: Optional[Tensor] = None) -> Tensor:
@@ -227,11 +227,6 @@ class Conv1x1Branch(_PointwiseBranch):
         # A new tensor unless neither padding nor scale made one.
         kernel = self.kernel(scale)
         return kernel.clone() if kernel is self.weight else kernel
-
-    def add_kernel_to(self, kernel, scale=None):
-        centre = self.kernel_size // 2
-        kernel[..., centre:centre + 1, centre:centre + 1] += scale_rows(self.weight, scale)
-        return kernel
 
 
 class AvgBranch(_PointwiseBranch):
